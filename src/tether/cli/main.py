@@ -1,0 +1,80 @@
+"""``tether``: the command-line entry point (thin over the server and the SDK)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tether import __version__
+from tether.config import Settings
+
+app = typer.Typer(
+    name="tether",
+    help="Tether: a self-hosted backend for AI agents.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [default: 7117].")] = None,
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite file [default: $TETHER_HOME/tether.db].")
+    ] = None,
+) -> None:
+    """Run the Tether server (HTTP API) until interrupted."""
+    import uvicorn
+
+    from tether.server.app import create_app
+
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if db is not None:
+        overrides["db"] = db
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if not _is_loopback(settings.host):
+        typer.echo(
+            "refusing to bind a non-loopback address: API-key auth is not available yet; "
+            "bind 127.0.0.1 (the default)",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print Tether's version."""
+    typer.echo(__version__)

@@ -1,0 +1,74 @@
+"""Tether's settings: one typed object, read from ``TETHER_*`` environment variables.
+
+Every field carries a one-line help text (its ``description``); ``docs/configuration.md``
+lists them all and a test fails when one is missing there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".tether"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Build one per process and pass it down; never import a global."""
+
+    model_config = SettingsConfigDict(env_prefix="TETHER_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Data directory; the default database lives here as tether.db.",
+    )
+    db: Path | None = Field(
+        default=None, description="SQLite database file; defaults to <home>/tether.db."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `tether serve` binds to.")
+    port: int = Field(default=7117, ge=0, le=65535, description="TCP port `tether serve` binds to.")
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL",
+        description="SQLite synchronous mode: NORMAL survives a process crash, FULL power loss.",
+    )
+    reader_pool_size: int = Field(
+        default=4, ge=1, le=64, description="Number of read-only SQLite connections in the pool."
+    )
+    max_body_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes."
+    )
+    max_batch_events: int = Field(
+        default=1000, ge=1, description="Most events accepted in one ingest request."
+    )
+    log_level: str = Field(default="INFO", description="Log level for the tether loggers.")
+    access_log: bool = Field(default=False, description="Log one line per HTTP request.")
+    embedder: str = Field(
+        default="onnx-minilm",
+        description="Memory embedder: onnx-minilm (default) or openai:<model>@<base_url>.",
+    )
+    embedder_api_key: str | None = Field(
+        default=None, description="API key sent to an OpenAI-compatible embeddings endpoint."
+    )
+    recall_half_life_days: float = Field(
+        default=30.0, gt=0, description="Recency half-life for memory recall, in days."
+    )
+    indexer_batch_size: int = Field(
+        default=64, ge=1, description="Embedding jobs the indexer takes from the outbox at once."
+    )
+    indexer_max_attempts: int = Field(
+        default=5, ge=1, description="Embedding attempts before a job goes to the dead letters."
+    )
+    hnsw_threshold: int = Field(
+        default=20000,
+        ge=0,
+        description="Vectors per tenant above which recall uses the usearch HNSW index.",
+    )
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file in use: ``db`` if set, else ``<home>/tether.db``."""
+        return self.db if self.db is not None else self.home / "tether.db"

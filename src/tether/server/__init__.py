@@ -1,0 +1,5 @@
+"""HTTP surface: thin over the services."""
+
+from tether.server.app import create_app
+
+__all__ = ["create_app"]

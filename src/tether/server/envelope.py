@@ -1,0 +1,185 @@
+"""The response envelope (ARCHITECTURE §5) and the request middleware that feeds it.
+
+Every JSON response is ``{ok, service, operation, correlation_id, duration_ms, data, error}``
+with ``error = {code, message, details}``. Streams (SSE, NDJSON) are not enveloped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+import orjson
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tether.domain.time import new_id
+
+log = logging.getLogger("tether.server")
+
+SERVICE = "tether"
+CORRELATION_HEADER = "x-correlation-id"
+# A caller's id is echoed only if it is a plain token: no header or log injection.
+_CID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_SCOPE_CID = "tether.correlation_id"
+_SCOPE_T0 = "tether.t0"
+
+
+def correlation_id(scope: Scope) -> str | None:
+    """The correlation id the middleware put on this request."""
+    value = scope.get(_SCOPE_CID)
+    return value if isinstance(value, str) else None
+
+
+def _operation(scope: Scope) -> str | None:
+    route = scope.get("route")
+    op = getattr(route, "operation_id", None) or getattr(route, "name", None)
+    return op if isinstance(op, str) else None
+
+
+def render(
+    scope: Scope,
+    *,
+    status: int,
+    data: Any = None,
+    error: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    operation: str | None = None,
+) -> Response:
+    """Build an enveloped JSON response for the request whose ASGI scope is ``scope``."""
+    t0 = scope.get(_SCOPE_T0)
+    duration_ms = round((time.perf_counter() - t0) * 1000, 3) if isinstance(t0, float) else None
+    body = {
+        "ok": error is None,
+        "service": SERVICE,
+        "operation": operation or _operation(scope),
+        "correlation_id": correlation_id(scope),
+        "duration_ms": duration_ms,
+        "data": data,
+        "error": error,
+    }
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def ok(request: Request, data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A success envelope for ``request``."""
+    return render(request.scope, status=status, data=data, headers=headers)
+
+
+def fail(
+    scope: Scope,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An error envelope (``ok: false``)."""
+    return render(
+        scope,
+        status=status,
+        error={"code": code, "message": message, "details": details},
+        headers=headers,
+    )
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _is_json_type(ctype: str) -> bool:
+    """``application/json``, any ``+json`` type (RFC 6839), or NDJSON for streamed imports."""
+    return ctype in ("application/json", "application/x-ndjson") or (
+        ctype.startswith("application/") and ctype.endswith("+json")
+    )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestMiddleware:
+    """Pure-ASGI middleware: correlation id in and out, request timing, body size limit.
+
+    A body over ``max_body_bytes`` (by ``Content-Length`` or while streaming) gets a 413
+    envelope at once; the application never sees the rest of it.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        cid = headers.get(CORRELATION_HEADER)
+        if cid is None or not _CID_OK.match(cid):
+            cid = new_id()
+        scope[_SCOPE_CID] = cid
+        scope[_SCOPE_T0] = time.perf_counter()
+        responded = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal responded
+            if responded and message["type"].startswith("http.response"):
+                return  # the 413 already went out; drop the app's late answer
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[CORRELATION_HEADER] = cid
+            await send(message)
+
+        async def too_large() -> None:
+            nonlocal responded
+            resp = fail(
+                scope,
+                413,
+                "payload_too_large",
+                f"request body exceeds {self.max_body_bytes} bytes",
+                {"max_body_bytes": self.max_body_bytes},
+            )
+            await resp(scope, receive, send_wrapper)
+            responded = True
+
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await too_large()
+            return
+        if scope["method"] in _BODY_METHODS and length not in (None, "0"):
+            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            if not _is_json_type(ctype):
+                resp = fail(
+                    scope,
+                    415,
+                    "unsupported_media_type",
+                    "send the body as JSON with Content-Type: application/json",
+                    {"content_type": ctype or None},
+                )
+                await resp(scope, receive, send_wrapper)
+                return
+        seen = 0
+
+        async def receive_wrapper() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    if not responded:
+                        await too_large()
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except _BodyTooLarge:
+            if not responded:
+                await too_large()

@@ -1,0 +1,185 @@
+"""``/v1/sessions``: sessions, state, goals, sub-agents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tether.domain.sessions import (
+    AgentSpawnIn,
+    GoalIn,
+    GoalPatch,
+    SessionEnd,
+    SessionIn,
+    SessionPatch,
+    SessionStatus,
+)
+from tether.domain.time import to_ms
+from tether.errors import InvalidInput
+from tether.server.deps import ContextDep, ServicesDep
+from tether.server.envelope import ok
+from tether.store.sql_sessions import SessionFilter
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+
+
+def _cursor(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise InvalidInput("cursor is not one this server issued", details=[{"loc": ["query", "cursor"]}])
+    return int(value)
+
+
+def _if_match(value: str | None) -> int | None:
+    """``If-Match: 3``, ``"3"`` or ``W/"3"`` -> 3 (RFC 9110 §13.1.1 entity tags)."""
+    if value is None or value.strip() == "*":
+        return None
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise InvalidInput(
+            "If-Match must carry the state version, e.g. If-Match: 3",
+            details=[{"loc": ["header", "If-Match"]}],
+        )
+    return int(tag)
+
+
+@router.post("", operation_id="sessions.create", status_code=201)
+async def create_session(body: SessionIn, request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
+    """Create a session; the same id and body again returns it (200), another body 409."""
+    res = await svc.sessions.create(ctx, body)
+    return ok(request, res.record, status=201 if res.created else 200)
+
+
+@router.get("", operation_id="sessions.list")
+async def list_sessions(
+    request: Request,
+    svc: ServicesDep,
+    ctx: ContextDep,
+    status: SessionStatus | None = None,
+    agent: str | None = None,
+    user_id: str | None = None,
+    tag: str | None = None,
+    parent_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Response:
+    """Sessions newest first, filtered; ``next_cursor`` pages on."""
+    f = SessionFilter(
+        status=status.value if status else None,
+        agent=agent,
+        user_id=user_id,
+        tag=tag,
+        parent_id=parent_id,
+        since_ms=to_ms(since),
+        until_ms=to_ms(until),
+    )
+    items, nxt = await svc.sessions.list(ctx, f, cursor=_cursor(cursor), limit=limit)
+    return ok(request, {"items": items, "next_cursor": nxt})
+
+
+@router.get("/{session_id}", operation_id="sessions.get")
+async def get_session(session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
+    """One session with counters, goals and children."""
+    return ok(request, await svc.sessions.get(ctx, session_id))
+
+
+@router.patch("/{session_id}", operation_id="sessions.update")
+async def patch_session(
+    session_id: str, body: SessionPatch, request: Request, svc: ServicesDep, ctx: ContextDep
+) -> Response:
+    """Change the fields sent; ``metadata`` merges (RFC 7386)."""
+    return ok(request, await svc.sessions.patch(ctx, session_id, body))
+
+
+@router.post("/{session_id}/end", operation_id="sessions.end")
+async def end_session(
+    session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep, body: SessionEnd | None = None
+) -> Response:
+    """End with ``status`` (default completed) and an optional ``summary``."""
+    return ok(request, await svc.sessions.end(ctx, session_id, body or SessionEnd()))
+
+
+@router.delete("/{session_id}", operation_id="sessions.delete")
+async def delete_session(session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
+    """Delete a session, its events and goals."""
+    return ok(request, await svc.sessions.delete(ctx, session_id))
+
+
+# -- state --------------------------------------------------------------------------------
+def _state_response(request: Request, data: dict[str, Any]) -> Response:
+    return ok(request, data, headers={"ETag": f'"{data["version"]}"'})
+
+
+@router.get("/{session_id}/state", operation_id="sessions.state.get")
+async def get_state(session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
+    """``{state, version}``; the ``ETag`` header carries the version."""
+    return _state_response(request, await svc.sessions.get_state(ctx, session_id))
+
+
+@router.patch(
+    "/{session_id}/state",
+    operation_id="sessions.state.patch",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/merge-patch+json": {"schema": {"type": "object"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        }
+    },
+)
+async def patch_state(
+    session_id: str,
+    request: Request,
+    svc: ServicesDep,
+    ctx: ContextDep,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Apply a JSON Merge Patch (RFC 7386). ``If-Match: <version>`` makes it conditional:
+    a stale version gets 412."""
+    raw = await request.body()
+    try:
+        patch = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput("body is not valid JSON", details=[{"msg": str(exc)}]) from None
+    data = await svc.sessions.patch_state(ctx, session_id, patch, if_match=_if_match(if_match))
+    return _state_response(request, data)
+
+
+# -- goals --------------------------------------------------------------------------------
+@router.post("/{session_id}/goals", operation_id="sessions.goals.create", status_code=201)
+async def add_goal(
+    session_id: str, body: GoalIn, request: Request, svc: ServicesDep, ctx: ContextDep
+) -> Response:
+    """Add a goal (a client-chosen ``id`` makes retries safe)."""
+    res = await svc.sessions.add_goal(ctx, session_id, body)
+    return ok(request, res.record, status=201 if res.created else 200)
+
+
+@router.patch("/{session_id}/goals/{goal_id}", operation_id="sessions.goals.update")
+async def patch_goal(
+    session_id: str, goal_id: str, body: GoalPatch, request: Request, svc: ServicesDep, ctx: ContextDep
+) -> Response:
+    """Change a goal's description, priority, status, progress or metadata."""
+    return ok(request, await svc.sessions.patch_goal(ctx, session_id, goal_id, body))
+
+
+# -- sub-agents ---------------------------------------------------------------------------
+@router.post("/{session_id}/agents", operation_id="sessions.agents.spawn", status_code=201)
+async def spawn_agent(
+    session_id: str, body: AgentSpawnIn, request: Request, svc: ServicesDep, ctx: ContextDep
+) -> Response:
+    """Create a child session; the parent gets an ``agent`` event. Ending the child logs
+    its completion in the parent."""
+    res = await svc.sessions.spawn_agent(ctx, session_id, body)
+    return ok(request, res.record, status=201 if res.created else 200)

@@ -1,0 +1,133 @@
+"""Event ingest (one session, or many sessions in one call) and reads."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from tether.domain.events import EventBatchIn, EventIn
+from tether.domain.time import now_ms
+from tether.services.context import RequestContext
+from tether.store import sql_events as qe
+from tether.store import sql_sessions as qs
+from tether.store.sqlite import SQLiteStore
+
+_DAY_MS = 86_400_000
+
+
+def _ingest_batch(
+    conn: sqlite3.Connection, ctx: RequestContext, batch: EventBatchIn, now: int
+) -> dict[str, Any]:
+    created: list[str] = []
+    for s in batch.sessions:
+        fields = s.model_dump(mode="json", exclude_unset=True)
+        if qs.create_session(
+            conn, ctx.tenant_id, fields, now=now, correlation_id=ctx.correlation_id, strict=False
+        ).created:
+            created.append(s.id)
+    # Group by session, keeping each session's order; seqs go back in input order.
+    groups: dict[str, list[int]] = {}
+    for i, e in enumerate(batch.events):
+        groups.setdefault(e.session_id, []).append(i)
+    seqs = [0] * len(batch.events)
+    duplicates = 0
+    for session_id, idxs in groups.items():
+        row = conn.execute(
+            "SELECT pk FROM sessions WHERE tenant_id=? AND id=?", (ctx.tenant_id, session_id)
+        ).fetchone()
+        if row is None:
+            fields = {"id": session_id}
+            qs.create_session(
+                conn, ctx.tenant_id, fields, now=now, correlation_id=ctx.correlation_id
+            )
+            created.append(session_id)
+            row = conn.execute(
+                "SELECT pk FROM sessions WHERE tenant_id=? AND id=?", (ctx.tenant_id, session_id)
+            ).fetchone()
+        res = qe.append_events(
+            conn,
+            tenant_id=ctx.tenant_id,
+            session_pk=row["pk"],
+            events=[batch.events[i] for i in idxs],
+            correlation_id=ctx.correlation_id,
+            now=now,
+        )
+        duplicates += res.duplicates
+        for i, seq in zip(idxs, res.seqs, strict=True):
+            seqs[i] = seq
+    for end in batch.ends:
+        qs.end_session(
+            conn,
+            ctx.tenant_id,
+            end.session_id,
+            status=end.status,
+            summary=end.summary,
+            now=now,
+            correlation_id=ctx.correlation_id,
+            strict=False,
+        )
+    return {"seqs": seqs, "duplicates": duplicates, "created_sessions": created}
+
+
+class EventService:
+    """Append and read events; every call is scoped to ``ctx.tenant_id``."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    async def append(
+        self, ctx: RequestContext, session_id: str, events: Sequence[EventIn]
+    ) -> qe.AppendResult:
+        """Append to one existing session in one transaction.
+
+        Raises:
+            NotFound: unknown session.
+        """
+
+        def job(conn: sqlite3.Connection) -> qe.AppendResult:
+            row = qs.get_row(conn, ctx.tenant_id, session_id)
+            return qe.append_events(
+                conn,
+                tenant_id=ctx.tenant_id,
+                session_pk=row["pk"],
+                events=events,
+                correlation_id=ctx.correlation_id,
+                now=now_ms(),
+            )
+
+        return await self.store.write(job)
+
+    async def ingest_batch(self, ctx: RequestContext, batch: EventBatchIn) -> dict[str, Any]:
+        """The SDK's flush path: sessions on first sight, events, then ends; all or nothing.
+
+        Returns ``{"seqs": [...], "duplicates": n, "created_sessions": [...]}`` with seqs
+        aligned to ``batch.events``.
+        """
+        return await self.store.write(lambda c: _ingest_batch(c, ctx, batch, now_ms()))
+
+    async def list(
+        self,
+        ctx: RequestContext,
+        session_id: str,
+        *,
+        after_seq: int,
+        kinds: Sequence[str],
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        def job(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], int | None]:
+            row = qs.get_row(conn, ctx.tenant_id, session_id)
+            return qe.list_events(
+                conn,
+                session_pk=row["pk"],
+                session_id=session_id,
+                after_seq=after_seq,
+                kinds=kinds,
+                limit=limit,
+            )
+
+        return await self.store.read(job)
+
+    async def stats(self, ctx: RequestContext) -> dict[str, Any]:
+        since = now_ms() - _DAY_MS
+        return await self.store.read(lambda c: qe.stats(c, tenant_id=ctx.tenant_id, since_ms=since))

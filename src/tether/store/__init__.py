@@ -1,0 +1,5 @@
+"""Persistence. ``SQLiteStore`` is the embedded default (see ``sqlite.py``)."""
+
+from tether.store.sqlite import SQLiteStore
+
+__all__ = ["SQLiteStore"]

@@ -1,0 +1,394 @@
+"""Session, state, goal and sub-agent SQL (runs inside store write/read callbacks)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from tether.domain.events import EventIn, EventKind
+from tether.domain.merge_patch import merge_patch
+from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
+from tether.domain.time import new_id
+from tether.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from tether.store.rows import body_hash, dumps, goal_dict, loads, session_dict
+from tether.store.sql_events import append_events
+
+TERMINAL = frozenset({"completed", "failed", "abandoned"})
+
+
+@dataclass(slots=True)
+class Created:
+    """A create's outcome: the record and whether this call made it (201) or found it (200)."""
+
+    record: dict[str, Any]
+    created: bool
+
+
+def get_row(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> sqlite3.Row:
+    """The session row, or :class:`NotFound` (also for another tenant's id)."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM sessions WHERE tenant_id=? AND id=?", (tenant_id, session_id)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"session {session_id!r} not found", details={"session_id": session_id})
+    return row
+
+
+def _server_event(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    parent_pk: int,
+    *,
+    name: str,
+    key: str,
+    payload: dict[str, Any],
+    status: str,
+    correlation_id: str | None,
+    now: int,
+) -> None:
+    event = EventIn(
+        kind=EventKind.agent,
+        name=name,
+        status="error" if status == "failed" else "ok",
+        input=payload,
+        attributes={"origin": "server"},
+        idempotency_key=key,
+    )
+    append_events(
+        conn,
+        tenant_id=tenant_id,
+        session_pk=parent_pk,
+        events=[event],
+        correlation_id=correlation_id,
+        now=now,
+    )
+
+
+def create_session(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    fields: dict[str, Any],
+    *,
+    now: int,
+    correlation_id: str | None,
+    strict: bool = True,
+) -> Created:
+    """Create a session from the request's explicitly-set ``fields`` (``id`` optional).
+
+    With ``strict`` (the REST create), an existing id with the same body returns it and a
+    different body raises :class:`Conflict`; without (the batch path), first write wins.
+    A session with ``parent_id`` logs an ``agent.spawned`` event in its parent, keyed
+    ``agent-spawn:<id>`` so retries log it once.
+
+    Raises:
+        NotFound: ``parent_id`` names no session of this tenant.
+        Conflict: strict, and the id exists with a different body.
+    """
+    fields = dict(fields)
+    session_id = fields.pop("id", None) or new_id()
+    digest = body_hash(fields)
+    existing = conn.execute(
+        "SELECT * FROM sessions WHERE tenant_id=? AND id=?", (tenant_id, session_id)
+    ).fetchone()
+    if existing is not None:
+        if strict and existing["create_hash"] != digest:
+            raise Conflict(
+                f"session {session_id!r} exists with a different body",
+                details={"session_id": session_id},
+            )
+        return Created(session_dict(existing), created=False)
+    parent_id = fields.get("parent_id")
+    parent = get_row(conn, tenant_id, parent_id) if parent_id else None
+    cur = conn.execute(
+        "INSERT INTO sessions (tenant_id, id, parent_id, user_id, agent, title, tags, metadata, "
+        "created_at, updated_at, create_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            tenant_id,
+            session_id,
+            parent_id,
+            fields.get("user_id"),
+            fields.get("agent"),
+            fields.get("title"),
+            dumps(fields.get("tags") or []),
+            dumps(fields.get("metadata") or {}),
+            now,
+            now,
+            digest,
+        ),
+    )
+    if parent is not None:
+        _server_event(
+            conn,
+            tenant_id,
+            parent["pk"],
+            name="agent.spawned",
+            key=f"agent-spawn:{session_id}",
+            payload={"child_id": session_id, "agent": fields.get("agent")},
+            status="ok",
+            correlation_id=correlation_id,
+            now=now,
+        )
+    row = conn.execute("SELECT * FROM sessions WHERE pk=?", (cur.lastrowid,)).fetchone()
+    return Created(session_dict(row), created=True)
+
+
+def session_detail(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> dict[str, Any]:
+    """A session with its goals and its children (id, agent, status)."""
+    row = get_row(conn, tenant_id, session_id)
+    out = session_dict(row)
+    out["goals"] = [
+        goal_dict(g)
+        for g in conn.execute("SELECT * FROM goals WHERE session_pk=? ORDER BY pk", (row["pk"],))
+    ]
+    out["children"] = [
+        {"id": c["id"], "agent": c["agent"], "status": c["status"]}
+        for c in conn.execute(
+            "SELECT id, agent, status FROM sessions WHERE tenant_id=? AND parent_id=? ORDER BY pk",
+            (tenant_id, session_id),
+        )
+    ]
+    return out
+
+
+@dataclass(slots=True)
+class SessionFilter:
+    status: str | None = None
+    agent: str | None = None
+    user_id: str | None = None
+    tag: str | None = None
+    parent_id: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+def list_sessions(
+    conn: sqlite3.Connection, tenant_id: str, f: SessionFilter, *, cursor: int | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first. ``cursor`` is the opaque ``next_cursor`` of the previous page."""
+    sql = "SELECT * FROM sessions WHERE tenant_id=?"
+    params: list[Any] = [tenant_id]
+    for column, value in (
+        ("status", f.status),
+        ("agent", f.agent),
+        ("user_id", f.user_id),
+        ("parent_id", f.parent_id),
+    ):
+        if value is not None:
+            sql += f" AND {column}=?"
+            params.append(value)
+    if f.tag is not None:
+        sql += " AND EXISTS (SELECT 1 FROM json_each(sessions.tags) WHERE value=?)"
+        params.append(f.tag)
+    if f.since_ms is not None:
+        sql += " AND created_at>=?"
+        params.append(f.since_ms)
+    if f.until_ms is not None:
+        sql += " AND created_at<?"
+        params.append(f.until_ms)
+    if cursor is not None:
+        sql += " AND pk<?"
+        params.append(cursor)
+    sql += " ORDER BY pk DESC LIMIT ?"
+    params.append(limit + 1)
+    rows = conn.execute(sql, params).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [session_dict(r) for r in rows], (str(rows[-1]["pk"]) if more and rows else None)
+
+
+def patch_session(
+    conn: sqlite3.Connection, tenant_id: str, session_id: str, patch: SessionPatch, *, now: int
+) -> dict[str, Any]:
+    """Replace the sent fields; merge ``metadata`` (RFC 7386)."""
+    row = get_row(conn, tenant_id, session_id)
+    sets: list[str] = []
+    params: list[Any] = []
+    for name in sorted(patch.model_fields_set):
+        value = getattr(patch, name)
+        if name == "metadata":
+            value = dumps(merge_patch(loads(row["metadata"]), value or {}))
+        elif name == "tags":
+            value = dumps(value or [])
+        sets.append(f"{name}=?")
+        params.append(value)
+    if sets:
+        conn.execute(
+            f"UPDATE sessions SET {', '.join(sets)}, updated_at=? WHERE pk=?",
+            (*params, now, row["pk"]),
+        )
+    return session_dict(conn.execute("SELECT * FROM sessions WHERE pk=?", (row["pk"],)).fetchone())
+
+
+def end_session(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    session_id: str,
+    *,
+    status: str,
+    summary: str | None,
+    now: int,
+    correlation_id: str | None,
+    strict: bool = True,
+) -> dict[str, Any]:
+    """End a session. Ending it again with the same status is a no-op; with another
+    status, :class:`Conflict` when ``strict``. A child's end logs ``agent.completed`` in
+    its parent (key ``agent-end:<id>``)."""
+    row = get_row(conn, tenant_id, session_id)
+    if row["status"] in TERMINAL:
+        if strict and row["status"] != status:
+            raise Conflict(
+                f"session {session_id!r} already ended as {row['status']!r}",
+                details={"status": row["status"]},
+            )
+        return session_dict(row)
+    conn.execute(
+        "UPDATE sessions SET status=?, summary=coalesce(?, summary), ended_at=?, updated_at=? "
+        "WHERE pk=?",
+        (status, summary, now, now, row["pk"]),
+    )
+    if row["parent_id"]:
+        parent = conn.execute(
+            "SELECT pk FROM sessions WHERE tenant_id=? AND id=?", (tenant_id, row["parent_id"])
+        ).fetchone()
+        if parent is not None:
+            _server_event(
+                conn,
+                tenant_id,
+                parent["pk"],
+                name="agent.completed",
+                key=f"agent-end:{session_id}",
+                payload={"child_id": session_id, "status": status, "summary": summary},
+                status=status,
+                correlation_id=correlation_id,
+                now=now,
+            )
+    return session_dict(conn.execute("SELECT * FROM sessions WHERE pk=?", (row["pk"],)).fetchone())
+
+
+def delete_session(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> dict[str, int]:
+    """Delete a session with its events and goals. Children keep their ``parent_id``."""
+    row = get_row(conn, tenant_id, session_id)
+    events = conn.execute("DELETE FROM events WHERE session_pk=?", (row["pk"],)).rowcount
+    conn.execute("DELETE FROM goals WHERE session_pk=?", (row["pk"],))
+    conn.execute("DELETE FROM sessions WHERE pk=?", (row["pk"],))
+    return {"deleted_events": events}
+
+
+# -- state -------------------------------------------------------------------------------
+def get_state(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> dict[str, Any]:
+    row = get_row(conn, tenant_id, session_id)
+    return {"state": loads(row["state"]), "version": row["state_version"]}
+
+
+def patch_state(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    session_id: str,
+    patch: Any,
+    *,
+    if_match: int | None,
+    now: int,
+) -> dict[str, Any]:
+    """Apply a JSON Merge Patch (RFC 7386) to the state document; bump its version.
+
+    Raises:
+        InvalidInput: the patch is not a JSON object (state is always an object).
+        PreconditionFailed: ``if_match`` is not the current version.
+    """
+    if not isinstance(patch, dict):
+        raise InvalidInput("a state patch must be a JSON object (RFC 7386 merge patch)")
+    row = get_row(conn, tenant_id, session_id)
+    if if_match is not None and if_match != row["state_version"]:
+        raise PreconditionFailed(
+            "state version mismatch",
+            details={"expected": if_match, "current": row["state_version"]},
+        )
+    state = merge_patch(loads(row["state"]), patch)
+    version = row["state_version"] + 1
+    conn.execute(
+        "UPDATE sessions SET state=?, state_version=?, updated_at=? WHERE pk=?",
+        (dumps(state), version, now, row["pk"]),
+    )
+    return {"state": state, "version": version}
+
+
+# -- goals -------------------------------------------------------------------------------
+def create_goal(
+    conn: sqlite3.Connection, tenant_id: str, session_id: str, goal: GoalIn, *, now: int
+) -> Created:
+    """Add a goal. A client-chosen ``id`` makes the create idempotent (same body 200,
+    different body :class:`Conflict`)."""
+    session = get_row(conn, tenant_id, session_id)
+    fields = goal.model_dump(mode="json", exclude={"id"})
+    digest = body_hash(fields)
+    goal_id = goal.id or new_id()
+    existing = conn.execute(
+        "SELECT * FROM goals WHERE session_pk=? AND id=?", (session["pk"], goal_id)
+    ).fetchone()
+    if existing is not None:
+        if existing["create_hash"] != digest:
+            raise Conflict(f"goal {goal_id!r} exists with a different body")
+        return Created(goal_dict(existing), created=False)
+    done = now if goal.status in ("done", "failed", "cancelled") else None
+    cur = conn.execute(
+        "INSERT INTO goals (tenant_id, session_pk, id, description, priority, status, progress, "
+        "metadata, created_at, updated_at, completed_at, create_hash) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            tenant_id,
+            session["pk"],
+            goal_id,
+            goal.description,
+            goal.priority,
+            goal.status.value,
+            goal.progress,
+            dumps(goal.metadata),
+            now,
+            now,
+            done,
+            digest,
+        ),
+    )
+    row = conn.execute("SELECT * FROM goals WHERE pk=?", (cur.lastrowid,)).fetchone()
+    return Created(goal_dict(row), created=True)
+
+
+def patch_goal(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    session_id: str,
+    goal_id: str,
+    patch: GoalPatch,
+    *,
+    now: int,
+) -> dict[str, Any]:
+    session = get_row(conn, tenant_id, session_id)
+    row = conn.execute(
+        "SELECT * FROM goals WHERE session_pk=? AND id=?", (session["pk"], goal_id)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"goal {goal_id!r} not found", details={"goal_id": goal_id})
+    sets: list[str] = []
+    params: list[Any] = []
+    for name in sorted(patch.model_fields_set):
+        value = getattr(patch, name)
+        if value is None:
+            raise InvalidInput(f"{name} cannot be null", details=[{"loc": [name]}])
+        if name == "metadata":
+            value = dumps(merge_patch(loads(row["metadata"]), value))
+        elif name == "status":
+            value = value.value
+            terminal = value in ("done", "failed", "cancelled")
+            sets.append("completed_at=?")
+            params.append(now if terminal else None)
+        sets.append(f"{name}=?")
+        params.append(value)
+    if sets:
+        conn.execute(
+            f"UPDATE goals SET {', '.join(sets)}, updated_at=? WHERE pk=?",
+            (*params, now, row["pk"]),
+        )
+    return goal_dict(conn.execute("SELECT * FROM goals WHERE pk=?", (row["pk"],)).fetchone())
+
+
