@@ -45,13 +45,13 @@ class TetherServer:
 
     def start(self) -> TetherServer:
         """Start and wait until ``/healthz`` answers (raises RuntimeError on timeout)."""
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tether", "serve", "--port", str(self.port), "--db", str(self.db)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tether", "serve", "--port", str(self.port), "--db", str(self.db)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + _START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

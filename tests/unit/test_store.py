@@ -1,0 +1,76 @@
+"""The SQLite store's group commit: isolation of failing jobs, ordering, durability."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tether.errors import Unavailable
+from tether.store.sqlite import SQLiteStore
+
+
+def _insert(value: str):  # type: ignore[no-untyped-def]
+    def job(conn: sqlite3.Connection) -> int:
+        cur = conn.execute(
+            "INSERT INTO sessions (tenant_id, id, created_at, updated_at) VALUES ('t', ?, 0, 0)",
+            (value,),
+        )
+        return int(cur.lastrowid or 0)
+
+    return job
+
+
+def _boom(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO sessions (tenant_id, id, created_at, updated_at) VALUES ('t', 'half', 0, 0)")
+    raise ValueError("job failed after writing")
+
+
+def test_a_failing_job_rolls_back_alone_and_others_commit(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "s.db")
+        await store.start()
+        results = await asyncio.gather(
+            *[store.write(_insert(f"s{i}")) for i in range(50)],
+            store.write(_boom),
+            *[store.write(_insert(f"t{i}")) for i in range(50)],
+            return_exceptions=True,
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert len(errors) == 1
+        assert isinstance(errors[0], ValueError)
+        ids = await store.read(lambda c: [r[0] for r in c.execute("SELECT id FROM sessions ORDER BY pk")])
+        assert "half" not in ids
+        assert len(ids) == 100
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_acknowledged_writes_are_visible_to_a_new_connection(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "d.db", synchronous="FULL")
+        await store.start()
+        await store.write(_insert("durable"))
+        # Read through a brand-new connection while the store is still open (WAL visibility).
+        conn = sqlite3.connect(tmp_path / "d.db")
+        assert conn.execute("SELECT count(*) FROM sessions WHERE id='durable'").fetchone()[0] == 1
+        conn.close()
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_readers_are_read_only_and_closed_store_refuses(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "r.db")
+        await store.start()
+        with pytest.raises(sqlite3.OperationalError):
+            await store.read(_insert("nope"))
+        await store.close()
+        with pytest.raises(Unavailable):
+            await store.write(_insert("late"))
+
+    asyncio.run(main())
