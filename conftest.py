@@ -47,7 +47,16 @@ class TetherServer:
         """Start and wait until ``/healthz`` answers (raises RuntimeError on timeout)."""
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tether", "serve", "--port", str(self.port), "--db", str(self.db)],
+                [
+                    sys.executable,
+                    "-m",
+                    "tether",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--db",
+                    str(self.db),
+                ],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -86,7 +95,7 @@ class TetherServer:
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[object]:
-    """Make servers on demand: ``server_factory(db_path=None, env=None)``; all stopped at teardown."""
+    """Make servers on demand: ``server_factory(db=None, env=None)``; all stop at teardown."""
     made: list[TetherServer] = []
 
     def make(db: Path | None = None, env: dict[str, str] | None = None) -> TetherServer:

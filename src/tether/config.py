@@ -41,8 +41,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes."
     )
-    max_batch_events: int = Field(
-        default=1000, ge=1, description="Most events accepted in one ingest request."
+    gil_switch_interval_ms: float = Field(
+        default=0.1,
+        gt=0,
+        description="Python GIL switch interval in ms while serving (see docs/benchmarks.md).",
     )
     log_level: str = Field(default="INFO", description="Log level for the tether loggers.")
     access_log: bool = Field(default=False, description="Log one line per HTTP request.")

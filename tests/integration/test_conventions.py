@@ -20,8 +20,18 @@ def test_healthz_is_ok_in_the_envelope(http: httpx.Client) -> None:
 
 
 def test_correlation_id_is_echoed_or_generated_everywhere(http: httpx.Client) -> None:
-    for method, path in [("GET", "/healthz"), ("GET", "/v1/sessions/none"), ("GET", "/nowhere"), ("POST", "/v1/sessions")]:
-        r = http.request(method, path, headers={"X-Correlation-ID": "trace-abc.123"}, json={} if method == "POST" else None)
+    for method, path in [
+        ("GET", "/healthz"),
+        ("GET", "/v1/sessions/none"),
+        ("GET", "/nowhere"),
+        ("POST", "/v1/sessions"),
+    ]:
+        r = http.request(
+            method,
+            path,
+            headers={"X-Correlation-ID": "trace-abc.123"},
+            json={} if method == "POST" else None,
+        )
         assert r.headers["x-correlation-id"] == "trace-abc.123", path
         assert r.json()["correlation_id"] == "trace-abc.123"
         generated = http.request(method, path, json={} if method == "POST" else None)
@@ -33,8 +43,13 @@ def test_correlation_id_is_echoed_or_generated_everywhere(http: httpx.Client) ->
 
 def test_correlation_id_is_stored_on_created_events(http: httpx.Client) -> None:
     http.post("/v1/sessions", json={"id": "cid-s"})
-    http.post("/v1/sessions/cid-s/events", json={"kind": "log"}, headers={"X-Correlation-ID": "req-77"})
-    assert http.get("/v1/sessions/cid-s/events").json()["data"]["items"][0]["correlation_id"] == "req-77"
+    http.post(
+        "/v1/sessions/cid-s/events", json={"kind": "log"}, headers={"X-Correlation-ID": "req-77"}
+    )
+    assert (
+        http.get("/v1/sessions/cid-s/events").json()["data"]["items"][0]["correlation_id"]
+        == "req-77"
+    )
 
 
 def test_readyz_and_deps_report_the_store(http: httpx.Client) -> None:
@@ -51,7 +66,10 @@ def test_readyz_and_deps_report_the_store(http: httpx.Client) -> None:
 def test_stats_counts_sessions_events_and_last_24h(http: httpx.Client) -> None:
     before = http.get("/v1/stats").json()["data"]
     http.post("/v1/sessions", json={"id": "stats-1"})
-    http.post("/v1/sessions/stats-1/events", json={"events": [{"kind": "tool"}, {"kind": "tool", "status": "error"}, {"kind": "error"}]})
+    http.post(
+        "/v1/sessions/stats-1/events",
+        json={"events": [{"kind": "tool"}, {"kind": "tool", "status": "error"}, {"kind": "error"}]},
+    )
     after = http.get("/v1/stats").json()["data"]
     assert after["sessions"]["total"] == before["sessions"]["total"] + 1
     assert after["sessions"]["by_status"]["active"] >= 1
@@ -64,10 +82,24 @@ def test_openapi_has_stable_operation_ids(http: httpx.Client) -> None:
     spec = http.get("/openapi.json").json()
     ops = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
     expected = {
-        "sessions.create", "sessions.list", "sessions.get", "sessions.update", "sessions.end",
-        "sessions.delete", "sessions.state.get", "sessions.state.patch", "sessions.goals.create",
-        "sessions.goals.update", "sessions.agents.spawn", "events.append", "events.list",
-        "events.batch", "stats.get", "health.alive", "health.ready", "health.deps",
+        "sessions.create",
+        "sessions.list",
+        "sessions.get",
+        "sessions.update",
+        "sessions.end",
+        "sessions.delete",
+        "sessions.state.get",
+        "sessions.state.patch",
+        "sessions.goals.create",
+        "sessions.goals.update",
+        "sessions.agents.spawn",
+        "events.append",
+        "events.list",
+        "events.batch",
+        "stats.get",
+        "health.alive",
+        "health.ready",
+        "health.deps",
     }
     assert expected <= ops
 
@@ -79,6 +111,10 @@ def test_unknown_route_wrong_method_and_media_type_are_enveloped(http: httpx.Cli
     r = http.put("/v1/sessions", json={})
     assert r.status_code == 405
     assert r.json()["ok"] is False
-    r = http.post("/v1/sessions", content=b"id=x", headers={"content-type": "application/x-www-form-urlencoded"})
+    r = http.post(
+        "/v1/sessions",
+        content=b"id=x",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 415
     assert r.json()["error"]["code"] == "unsupported_media_type"

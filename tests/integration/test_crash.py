@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import TetherServer
 
 pytestmark = pytest.mark.slow
@@ -47,7 +46,10 @@ def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
                 assert c.post("/v1/sessions", json={"id": sid}).status_code == 201
         acked: dict[str, list[str]] = {sid: [] for sid in sessions}
         stop = threading.Event()
-        threads = [threading.Thread(target=_writer, args=(srv.url, sid, acked[sid], stop)) for sid in sessions]
+        threads = [
+            threading.Thread(target=_writer, args=(srv.url, sid, acked[sid], stop))
+            for sid in sessions
+        ]
         for t in threads:
             t.start()
         time.sleep(_LOAD_SECONDS)
@@ -64,7 +66,9 @@ def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
                 items: list[dict[str, object]] = []
                 after = 0
                 while True:
-                    page = c.get(f"/v1/sessions/{sid}/events", params={"after_seq": after, "limit": 1000}).json()["data"]
+                    page = c.get(
+                        f"/v1/sessions/{sid}/events", params={"after_seq": after, "limit": 1000}
+                    ).json()["data"]
                     items.extend(page["items"])
                     if page["next_cursor"] is None:
                         break

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-
 from conftest import TetherServer
 
 
@@ -13,10 +12,14 @@ def _session(http: httpx.Client, sid: str) -> None:
 
 def test_single_and_batched_events_get_gapless_seqs(http: httpx.Client) -> None:
     _session(http, "ev-1")
-    r = http.post("/v1/sessions/ev-1/events", json={"kind": "message", "role": "user", "input": "hi"})
+    r = http.post(
+        "/v1/sessions/ev-1/events", json={"kind": "message", "role": "user", "input": "hi"}
+    )
     assert r.status_code == 201
     assert r.json()["data"]["seqs"] == [1]
-    batch = [{"kind": "llm", "model": "m", "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.01}] * 3
+    batch = [
+        {"kind": "llm", "model": "m", "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.01}
+    ] * 3
     r = http.post("/v1/sessions/ev-1/events", json={"events": batch})
     assert r.json()["data"]["seqs"] == [2, 3, 4]
     counters = http.get("/v1/sessions/ev-1").json()["data"]["counters"]
@@ -25,18 +28,32 @@ def test_single_and_batched_events_get_gapless_seqs(http: httpx.Client) -> None:
     assert counters["output_tokens"] == 15
 
 
-def test_retried_idempotency_key_returns_original_seq_and_stores_nothing(http: httpx.Client) -> None:
+def test_retried_idempotency_key_returns_original_seq_and_stores_nothing(
+    http: httpx.Client,
+) -> None:
     _session(http, "ev-idem")
-    first = http.post("/v1/sessions/ev-idem/events", json={"kind": "tool", "idempotency_key": "k-1"})
+    first = http.post(
+        "/v1/sessions/ev-idem/events", json={"kind": "tool", "idempotency_key": "k-1"}
+    )
     assert first.json()["data"]["seqs"] == [1]
-    retry = http.post("/v1/sessions/ev-idem/events", json={"kind": "tool", "idempotency_key": "k-1"})
+    retry = http.post(
+        "/v1/sessions/ev-idem/events", json={"kind": "tool", "idempotency_key": "k-1"}
+    )
     assert retry.status_code == 200
     assert retry.json()["data"] == {"seqs": [1], "duplicates": 1}
-    header = http.post("/v1/sessions/ev-idem/events", json={"kind": "tool"}, headers={"Idempotency-Key": "k-2"})
+    header = http.post(
+        "/v1/sessions/ev-idem/events", json={"kind": "tool"}, headers={"Idempotency-Key": "k-2"}
+    )
     assert header.json()["data"]["seqs"] == [2]
     mixed = http.post(
         "/v1/sessions/ev-idem/events",
-        json={"events": [{"kind": "log", "idempotency_key": "k-2"}, {"kind": "log", "idempotency_key": "k-3"}, {"kind": "log", "idempotency_key": "k-3"}]},
+        json={
+            "events": [
+                {"kind": "log", "idempotency_key": "k-2"},
+                {"kind": "log", "idempotency_key": "k-3"},
+                {"kind": "log", "idempotency_key": "k-3"},
+            ]
+        },
     )
     assert mixed.json()["data"] == {"seqs": [2, 3, 3], "duplicates": 2}
     items = http.get("/v1/sessions/ev-idem/events").json()["data"]["items"]
@@ -45,8 +62,22 @@ def test_retried_idempotency_key_returns_original_seq_and_stores_nothing(http: h
 
 def test_span_running_then_final_and_fields_round_trip(http: httpx.Client) -> None:
     _session(http, "ev-span")
-    running = {"kind": "stt", "name": "whisper", "status": "running", "span_id": "sp1", "trace_id": "tr1", "started_at": "2026-01-02T03:04:05.678Z"}
-    final = {**running, "status": "ok", "ended_at": "2026-01-02T03:04:06.000Z", "duration_ms": 322.0, "output": {"text": "hello"}, "attributes": {"lang": "en"}}
+    running = {
+        "kind": "stt",
+        "name": "whisper",
+        "status": "running",
+        "span_id": "sp1",
+        "trace_id": "tr1",
+        "started_at": "2026-01-02T03:04:05.678Z",
+    }
+    final = {
+        **running,
+        "status": "ok",
+        "ended_at": "2026-01-02T03:04:06.000Z",
+        "duration_ms": 322.0,
+        "output": {"text": "hello"},
+        "attributes": {"lang": "en"},
+    }
     http.post("/v1/sessions/ev-span/events", json={"events": [running, final]})
     items = http.get("/v1/sessions/ev-span/events", params={"kind": "stt"}).json()["data"]["items"]
     assert [e["status"] for e in items] == ["running", "ok"]
@@ -61,10 +92,14 @@ def test_reading_with_after_seq_kind_and_limit(http: httpx.Client) -> None:
     _session(http, "ev-read")
     kinds = ["message", "tool"] * 10
     http.post("/v1/sessions/ev-read/events", json={"events": [{"kind": k} for k in kinds]})
-    page = http.get("/v1/sessions/ev-read/events", params={"after_seq": 5, "limit": 4}).json()["data"]
+    page = http.get("/v1/sessions/ev-read/events", params={"after_seq": 5, "limit": 4}).json()[
+        "data"
+    ]
     assert [e["seq"] for e in page["items"]] == [6, 7, 8, 9]
     assert page["next_cursor"] == 9
-    tools = http.get("/v1/sessions/ev-read/events", params={"kind": "tool", "limit": 100}).json()["data"]
+    tools = http.get("/v1/sessions/ev-read/events", params={"kind": "tool", "limit": 100}).json()[
+        "data"
+    ]
     assert [e["seq"] for e in tools["items"]] == list(range(2, 21, 2))
     assert tools["next_cursor"] is None
     assert http.get("/v1/sessions/ev-read/events", params={"kind": "nope"}).status_code == 422
@@ -87,7 +122,11 @@ def test_a_rejected_batch_writes_nothing(http: httpx.Client) -> None:
         assert r.status_code == 422, body
         assert r.json()["error"]["code"] == "invalid_input"
         assert r.json()["error"]["details"]
-    r = http.post("/v1/sessions/ev-bad/events", content=b'{"kind": "log"', headers={"content-type": "application/json"})
+    r = http.post(
+        "/v1/sessions/ev-bad/events",
+        content=b'{"kind": "log"',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422
     assert http.get("/v1/sessions/ev-bad").json()["data"]["counters"]["event_count"] == 0
     assert http.post("/v1/sessions/no-such/events", json=good).status_code == 404
@@ -104,14 +143,19 @@ def test_oversize_body_is_413_and_writes_nothing(server: TetherServer, http: htt
         for _ in range(7):
             yield b"x" * (1024 * 1024)
 
-    r = http.post("/v1/sessions/ev-big/events", content=chunks(), headers={"content-type": "application/json"})
+    r = http.post(
+        "/v1/sessions/ev-big/events", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert http.get("/v1/sessions/ev-big").json()["data"]["counters"]["event_count"] == 0
 
 
 def test_multi_session_batch_creates_sessions_on_first_sight(http: httpx.Client) -> None:
     body = {
-        "sessions": [{"id": "b-parent", "agent": "sdk"}, {"id": "b-child", "parent_id": "b-parent", "agent": "sub"}],
+        "sessions": [
+            {"id": "b-parent", "agent": "sdk"},
+            {"id": "b-child", "parent_id": "b-parent", "agent": "sub"},
+        ],
         "events": [
             {"session_id": "b-parent", "kind": "action", "idempotency_key": "p1"},
             {"session_id": "b-child", "kind": "tool", "idempotency_key": "c1"},
@@ -129,12 +173,19 @@ def test_multi_session_batch_creates_sessions_on_first_sight(http: httpx.Client)
     again = http.post("/v1/events/batch", json=body).json()["data"]
     assert again == {"seqs": [2, 1, 3, 1], "duplicates": 4, "created_sessions": []}
     parent = http.get("/v1/sessions/b-parent/events").json()["data"]["items"]
-    assert [(e["kind"], e["name"]) for e in parent] == [("agent", "agent.spawned"), ("action", None), ("response", None), ("agent", "agent.completed")]
+    assert [(e["kind"], e["name"]) for e in parent] == [
+        ("agent", "agent.spawned"),
+        ("action", None),
+        ("response", None),
+        ("agent", "agent.completed"),
+    ]
     assert http.get("/v1/sessions/b-child").json()["data"]["status"] == "completed"
 
 
 def test_a_rejected_multi_session_batch_writes_nothing(http: httpx.Client) -> None:
-    body = {"events": [{"session_id": "rej-1", "kind": "log"}, {"session_id": "rej-2", "kind": "nope"}]}
+    body = {
+        "events": [{"session_id": "rej-1", "kind": "log"}, {"session_id": "rej-2", "kind": "nope"}]
+    }
     assert http.post("/v1/events/batch", json=body).status_code == 422
     # A batch that fails inside the transaction (unknown parent) is rolled back whole.
     body2 = {

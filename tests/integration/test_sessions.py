@@ -1,4 +1,4 @@
-"""Sessions over real HTTP: create/idempotency, list filters and paging, detail, patch, end, delete."""
+"""Sessions over real HTTP: create, list filters and paging, detail, patch, end, delete."""
 
 from __future__ import annotations
 
@@ -34,7 +34,12 @@ def test_create_without_id_makes_a_ulid(http: httpx.Client) -> None:
 
 def test_list_filters_and_cursor_pagination(http: httpx.Client) -> None:
     for i in range(7):
-        assert _create(http, id=f"page-{i}", agent="pager", user_id=f"u{i % 2}", tags=[f"t{i % 3}"]).status_code == 201
+        assert (
+            _create(
+                http, id=f"page-{i}", agent="pager", user_id=f"u{i % 2}", tags=[f"t{i % 3}"]
+            ).status_code
+            == 201
+        )
     seen: list[str] = []
     cursor = None
     while True:
@@ -74,7 +79,12 @@ def test_patch_replaces_fields_and_merges_metadata(http: httpx.Client) -> None:
     _create(http, id="patchme", metadata={"a": 1, "b": {"c": 2}})
     r = http.patch(
         "/v1/sessions/patchme",
-        json={"title": "T", "phase": "plan", "current_step": "s1", "metadata": {"b": {"c": None, "d": 3}}},
+        json={
+            "title": "T",
+            "phase": "plan",
+            "current_step": "s1",
+            "metadata": {"b": {"c": None, "d": 3}},
+        },
     )
     assert r.status_code == 200
     data = r.json()["data"]

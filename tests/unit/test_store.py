@@ -24,7 +24,9 @@ def _insert(value: str):  # type: ignore[no-untyped-def]
 
 
 def _boom(conn: sqlite3.Connection) -> None:
-    conn.execute("INSERT INTO sessions (tenant_id, id, created_at, updated_at) VALUES ('t', 'half', 0, 0)")
+    conn.execute(
+        "INSERT INTO sessions (tenant_id, id, created_at, updated_at) VALUES ('t', 'half', 0, 0)"
+    )
     raise ValueError("job failed after writing")
 
 
@@ -41,7 +43,9 @@ def test_a_failing_job_rolls_back_alone_and_others_commit(tmp_path: Path) -> Non
         errors = [r for r in results if isinstance(r, BaseException)]
         assert len(errors) == 1
         assert isinstance(errors[0], ValueError)
-        ids = await store.read(lambda c: [r[0] for r in c.execute("SELECT id FROM sessions ORDER BY pk")])
+        ids = await store.read(
+            lambda c: [r[0] for r in c.execute("SELECT id FROM sessions ORDER BY pk")]
+        )
         assert "half" not in ids
         assert len(ids) == 100
         await store.close()

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from tether import __version__
+from tether.cli import import_cmd
 from tether.config import Settings
 
 app = typer.Typer(
@@ -18,6 +19,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+app.add_typer(import_cmd.app, name="import")
 
 
 def _is_loopback(host: str) -> bool:
@@ -31,10 +35,10 @@ def _is_loopback(host: str) -> bool:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port [default: 7117].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: 7117).")] = None,
     db: Annotated[
-        Path | None, typer.Option(help="SQLite file [default: $TETHER_HOME/tether.db].")
+        Path | None, typer.Option(help="SQLite file (default: $TETHER_HOME/tether.db).")
     ] = None,
 ) -> None:
     """Run the Tether server (HTTP API) until interrupted."""

@@ -101,8 +101,6 @@ class BatchEndIn(Strict):
 class EventBatchIn(Strict):
     """``POST /v1/events/batch``: the SDK's flush path (see docs/dev/contracts.md)."""
 
-    sessions: Annotated[list[BatchSessionIn], Field(max_length=1000)] = Field(
-        default_factory=list
-    )
+    sessions: Annotated[list[BatchSessionIn], Field(max_length=1000)] = Field(default_factory=list)
     events: Annotated[list[BatchEventIn], Field(max_length=1000)] = Field(default_factory=list)
     ends: Annotated[list[BatchEndIn], Field(max_length=1000)] = Field(default_factory=list)

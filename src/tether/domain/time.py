@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time as _time
 from datetime import UTC, datetime
-
-from ulid import ULID
 
 
 def now_ms() -> int:
@@ -23,7 +22,7 @@ def to_ms(value: datetime | None) -> int | None:
 
 
 def iso(ms: int | None) -> str | None:
-    """ms since the epoch as RFC 3339 UTC with millisecond precision, e.g. ``2026-01-02T03:04:05.678Z``."""
+    """ms since the epoch as RFC 3339 UTC, millisecond precision: ``2026-01-02T03:04:05.678Z``."""
     if ms is None:
         return None
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
@@ -32,4 +31,56 @@ def iso(ms: int | None) -> str | None:
 
 def new_id() -> str:
     """A new ULID string (26 chars, Crockford base32, sortable by creation time)."""
-    return str(ULID())
+    return new_ids(1)[0]
+
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, the ULID alphabet
+# Every 10-bit value as its two base32 characters: encodes 130 bits in 13 lookups.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_RANDOM_BITS = 80
+_RANDOM_MAX = (1 << _RANDOM_BITS) - 1
+_LOW50 = (1 << 50) - 1
+
+
+def _encode_low50(v: int) -> str:
+    p = _PAIRS
+    return (
+        p[(v >> 40) & 1023]
+        + p[(v >> 30) & 1023]
+        + p[(v >> 20) & 1023]
+        + p[(v >> 10) & 1023]
+        + p[v & 1023]
+    )
+
+
+def new_ids(n: int, *, ms: int | None = None) -> list[str]:
+    """``n`` ULIDs sharing one millisecond, in increasing order (ULID spec, monotonicity).
+
+    The first gets 80 random bits; each next one is the previous plus one, as the spec's
+    monotonic generator does within a millisecond. About 10x cheaper per id than building
+    ``ULID()`` objects, which matters on the event write path (thousands of ids per second).
+
+    Args:
+        n: how many ids (>= 0).
+        ms: the timestamp part, ms since the epoch; now when omitted.
+
+    Returns:
+        26-character Crockford base32 strings that ``ulid.ULID.from_str`` parses.
+    """
+    if n <= 0:
+        return []
+    ts = now_ms() if ms is None else ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    if rand > _RANDOM_MAX - n:  # leave room to count up without overflowing 80 bits
+        rand -= n
+    base = (ts << _RANDOM_BITS) | rand
+    out: list[str] = []
+    high = -1
+    prefix = ""
+    for i in range(n):
+        v = base + i
+        if v >> 50 != high:  # the top 80 bits (16 chars) change only on a carry
+            high = v >> 50
+            prefix = "".join(_PAIRS[(high >> s) & 1023] for s in range(70, -1, -10))
+        out.append(prefix + _encode_low50(v))
+    return out

@@ -35,14 +35,23 @@ class Services:
         return [await check() for check in self.checks]
 
 
-def get_services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
+    """The app's services (plain function for hot routes that skip dependency injection)."""
     services: Services = request.app.state.services
     return services
 
 
-def get_context(request: Request) -> RequestContext:
+def context_of(request: Request) -> RequestContext:
     """The caller's tenant (``default`` in local mode) and correlation id."""
     return RequestContext(correlation_id=correlation_id(request.scope))
+
+
+async def get_services(request: Request) -> Services:
+    return services_of(request)
+
+
+async def get_context(request: Request) -> RequestContext:
+    return context_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import orjson
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -70,7 +69,9 @@ def render(
     )
 
 
-def ok(request: Request, data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def ok(
+    request: Request, data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """A success envelope for ``request``."""
     return render(request.scope, status=status, data=data, headers=headers)
 
@@ -121,10 +122,17 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        cid = headers.get(CORRELATION_HEADER)
+        length = ctype = cid = None
+        for name, value in scope["headers"]:  # raw pairs: cheaper than a Headers object
+            if name == b"content-length":
+                length = value.decode("latin-1")
+            elif name == b"content-type":
+                ctype = value.decode("latin-1")
+            elif name == b"x-correlation-id":
+                cid = value.decode("latin-1")
         if cid is None or not _CID_OK.match(cid):
             cid = new_id()
+        cid_header = (b"x-correlation-id", cid.encode())
         scope[_SCOPE_CID] = cid
         scope[_SCOPE_T0] = time.perf_counter()
         responded = False
@@ -134,7 +142,7 @@ class RequestMiddleware:
             if responded and message["type"].startswith("http.response"):
                 return  # the 413 already went out; drop the app's late answer
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[CORRELATION_HEADER] = cid
+                message["headers"] = [*message.get("headers", ()), cid_header]
             await send(message)
 
         async def too_large() -> None:
@@ -149,12 +157,11 @@ class RequestMiddleware:
             await resp(scope, receive, send_wrapper)
             responded = True
 
-        length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await too_large()
             return
         if scope["method"] in _BODY_METHODS and length not in (None, "0"):
-            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            ctype = (ctype or "").split(";")[0].strip().lower()
             if not _is_json_type(ctype):
                 resp = fail(
                     scope,

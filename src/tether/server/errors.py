@@ -36,7 +36,11 @@ _HTTP_CODES = {
 def field_errors(errors: Any) -> list[dict[str, Any]]:
     """Pydantic errors as ``[{loc, msg, type}]`` (inputs and contexts are not echoed)."""
     return [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        {
+            "loc": list(e.get("loc", ())),
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
         for e in errors
     ]
 

@@ -17,7 +17,11 @@ _DAY_MS = 86_400_000
 
 
 def _ingest_batch(
-    conn: sqlite3.Connection, ctx: RequestContext, batch: EventBatchIn, now: int
+    conn: sqlite3.Connection,
+    ctx: RequestContext,
+    batch: EventBatchIn,
+    groups: dict[str, tuple[list[int], qe.PreparedEvents]],
+    now: int,
 ) -> dict[str, Any]:
     created: list[str] = []
     for s in batch.sessions:
@@ -26,13 +30,9 @@ def _ingest_batch(
             conn, ctx.tenant_id, fields, now=now, correlation_id=ctx.correlation_id, strict=False
         ).created:
             created.append(s.id)
-    # Group by session, keeping each session's order; seqs go back in input order.
-    groups: dict[str, list[int]] = {}
-    for i, e in enumerate(batch.events):
-        groups.setdefault(e.session_id, []).append(i)
     seqs = [0] * len(batch.events)
     duplicates = 0
-    for session_id, idxs in groups.items():
+    for session_id, (idxs, prepared) in groups.items():
         row = conn.execute(
             "SELECT pk FROM sessions WHERE tenant_id=? AND id=?", (ctx.tenant_id, session_id)
         ).fetchone()
@@ -45,14 +45,7 @@ def _ingest_batch(
             row = conn.execute(
                 "SELECT pk FROM sessions WHERE tenant_id=? AND id=?", (ctx.tenant_id, session_id)
             ).fetchone()
-        res = qe.append_events(
-            conn,
-            tenant_id=ctx.tenant_id,
-            session_pk=row["pk"],
-            events=[batch.events[i] for i in idxs],
-            correlation_id=ctx.correlation_id,
-            now=now,
-        )
+        res = qe.append_events(conn, session_pk=row["pk"], prepared=prepared, now=now)
         duplicates += res.duplicates
         for i, seq in zip(idxs, res.seqs, strict=True):
             seqs[i] = seq
@@ -85,16 +78,14 @@ class EventService:
             NotFound: unknown session.
         """
 
+        now = now_ms()
+        prepared = qe.prepare_events(
+            events, tenant_id=ctx.tenant_id, correlation_id=ctx.correlation_id, now=now
+        )
+
         def job(conn: sqlite3.Connection) -> qe.AppendResult:
-            row = qs.get_row(conn, ctx.tenant_id, session_id)
-            return qe.append_events(
-                conn,
-                tenant_id=ctx.tenant_id,
-                session_pk=row["pk"],
-                events=events,
-                correlation_id=ctx.correlation_id,
-                now=now_ms(),
-            )
+            pk = qs.get_pk(conn, ctx.tenant_id, session_id)
+            return qe.append_events(conn, session_pk=pk, prepared=prepared, now=now)
 
         return await self.store.write(job)
 
@@ -104,7 +95,24 @@ class EventService:
         Returns ``{"seqs": [...], "duplicates": n, "created_sessions": [...]}`` with seqs
         aligned to ``batch.events``.
         """
-        return await self.store.write(lambda c: _ingest_batch(c, ctx, batch, now_ms()))
+        now = now_ms()
+        # Group by session, keeping each session's order; seqs go back in input order.
+        by_session: dict[str, list[int]] = {}
+        for i, e in enumerate(batch.events):
+            by_session.setdefault(e.session_id, []).append(i)
+        groups = {
+            sid: (
+                idxs,
+                qe.prepare_events(
+                    [batch.events[i] for i in idxs],
+                    tenant_id=ctx.tenant_id,
+                    correlation_id=ctx.correlation_id,
+                    now=now,
+                ),
+            )
+            for sid, idxs in by_session.items()
+        }
+        return await self.store.write(lambda c: _ingest_batch(c, ctx, batch, groups, now))
 
     async def list(
         self,
@@ -116,10 +124,9 @@ class EventService:
         limit: int,
     ) -> tuple[list[dict[str, Any]], int | None]:
         def job(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], int | None]:
-            row = qs.get_row(conn, ctx.tenant_id, session_id)
             return qe.list_events(
                 conn,
-                session_pk=row["pk"],
+                session_pk=qs.get_pk(conn, ctx.tenant_id, session_id),
                 session_id=session_id,
                 after_seq=after_seq,
                 kinds=kinds,

@@ -38,7 +38,9 @@ class SessionService:
             )
         )
 
-    async def spawn_agent(self, ctx: RequestContext, parent_id: str, body: AgentSpawnIn) -> q.Created:
+    async def spawn_agent(
+        self, ctx: RequestContext, parent_id: str, body: AgentSpawnIn
+    ) -> q.Created:
         """Create a child session of ``parent_id``; the parent gets an ``agent.spawned`` event."""
         fields = body.model_dump(mode="json", exclude_unset=True)
         fields["parent_id"] = parent_id
@@ -58,7 +60,9 @@ class SessionService:
             lambda c: q.list_sessions(c, ctx.tenant_id, f, cursor=cursor, limit=limit)
         )
 
-    async def patch(self, ctx: RequestContext, session_id: str, body: SessionPatch) -> dict[str, Any]:
+    async def patch(
+        self, ctx: RequestContext, session_id: str, body: SessionPatch
+    ) -> dict[str, Any]:
         return await self.store.write(
             lambda c: q.patch_session(c, ctx.tenant_id, session_id, body, now=now_ms())
         )

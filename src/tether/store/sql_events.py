@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.domain.events import EventIn
-from tether.domain.time import new_id, to_ms
+from tether.domain.time import new_ids, to_ms
 from tether.store.rows import dumps_or_none, event_dict
 
 # SQLite's default limit on bound parameters is 32766 on 3.32+; 500 keys per IN (...) keeps
@@ -36,6 +36,61 @@ class AppendResult:
     duplicates: int
 
 
+# Positions in a prepared row (the _INSERT column order).
+_SESSION_PK, _SEQ, _KIND, _STATUS = 1, 2, 4, 7
+_IN_TOK, _OUT_TOK, _COST, _KEY = 19, 20, 21, 22
+
+
+@dataclass(slots=True)
+class PreparedEvents:
+    """Insert rows built outside the writer thread; only ``session_pk`` and ``seq`` remain.
+
+    Building rows (ids, JSON encoding of ``input``/``output``/``attributes``) is most of the
+    Python work of an append; doing it before the job is queued keeps the single writer
+    thread's critical section down to seq assignment and the INSERT itself.
+    """
+
+    rows: list[list[Any]]
+
+
+def prepare_events(
+    events: Sequence[EventIn], *, tenant_id: str, correlation_id: str | None, now: int
+) -> PreparedEvents:
+    """Rows for :func:`append_events`; event ids are monotonic ULIDs of ``now``."""
+    ids = new_ids(len(events), ms=now)
+    rows = [
+        [
+            tenant_id,
+            0,
+            0,
+            event_id,
+            e.kind.value,
+            e.name,
+            e.role,
+            e.status,
+            e.level,
+            to_ms(e.started_at),
+            to_ms(e.ended_at),
+            e.duration_ms,
+            e.parent_id,
+            e.span_id,
+            e.trace_id,
+            dumps_or_none(e.input),
+            dumps_or_none(e.output),
+            dumps_or_none(e.attributes),
+            e.model,
+            e.input_tokens,
+            e.output_tokens,
+            e.cost_usd,
+            e.idempotency_key,
+            correlation_id,
+            now,
+        ]
+        for e, event_id in zip(events, ids, strict=True)
+    ]
+    return PreparedEvents(rows)
+
+
 def _known_keys(conn: sqlite3.Connection, session_pk: int, keys: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for i in range(0, len(keys), _IN_CHUNK):
@@ -51,73 +106,41 @@ def _known_keys(conn: sqlite3.Connection, session_pk: int, keys: list[str]) -> d
 
 
 def append_events(
-    conn: sqlite3.Connection,
-    *,
-    tenant_id: str,
-    session_pk: int,
-    events: Sequence[EventIn],
-    correlation_id: str | None,
-    now: int,
+    conn: sqlite3.Connection, *, session_pk: int, prepared: PreparedEvents, now: int
 ) -> AppendResult:
-    """Append ``events`` to one session in order; returns their seqs.
+    """Append prepared events to one session in order; returns their seqs.
 
     The next seq comes from ``sessions.event_count`` inside the writer's transaction, so
     seqs are gapless (1..N) and a rolled-back job leaves no hole. An event whose
     ``idempotency_key`` is already stored for this session (or earlier in this same call)
     gets the original seq and is not stored again.
     """
-    keys = [e.idempotency_key for e in events if e.idempotency_key is not None]
+    keys = [r[_KEY] for r in prepared.rows if r[_KEY] is not None]
     known = _known_keys(conn, session_pk, keys) if keys else {}
-    row = conn.execute("SELECT event_count FROM sessions WHERE pk=?", (session_pk,)).fetchone()
-    seq = int(row[0])
+    seq = int(
+        conn.execute("SELECT event_count FROM sessions WHERE pk=?", (session_pk,)).fetchone()[0]
+    )
     seqs: list[int] = []
-    rows: list[tuple[Any, ...]] = []
-    duplicates = errors = in_tok = out_tok = 0
+    rows: list[list[Any]] = []
+    errors = in_tok = out_tok = 0
     cost = 0.0
-    for e in events:
-        key = e.idempotency_key
-        if key is not None and key in known:
-            seqs.append(known[key])
-            duplicates += 1
-            continue
-        seq += 1
+    for row in prepared.rows:
+        key = row[_KEY]
         if key is not None:
-            known[key] = seq
+            if key in known:
+                seqs.append(known[key])
+                continue
+            known[key] = seq + 1
+        seq += 1
         seqs.append(seq)
-        if e.status == "error" or e.kind == "error":
+        row[_SESSION_PK] = session_pk
+        row[_SEQ] = seq
+        if row[_STATUS] == "error" or row[_KIND] == "error":
             errors += 1
-        in_tok += e.input_tokens or 0
-        out_tok += e.output_tokens or 0
-        cost += e.cost_usd or 0.0
-        rows.append(
-            (
-                tenant_id,
-                session_pk,
-                seq,
-                new_id(),
-                e.kind.value,
-                e.name,
-                e.role,
-                e.status,
-                e.level,
-                to_ms(e.started_at),
-                to_ms(e.ended_at),
-                e.duration_ms,
-                e.parent_id,
-                e.span_id,
-                e.trace_id,
-                dumps_or_none(e.input),
-                dumps_or_none(e.output),
-                dumps_or_none(e.attributes),
-                e.model,
-                e.input_tokens,
-                e.output_tokens,
-                e.cost_usd,
-                key,
-                correlation_id,
-                now,
-            )
-        )
+        in_tok += row[_IN_TOK] or 0
+        out_tok += row[_OUT_TOK] or 0
+        cost += row[_COST] or 0.0
+        rows.append(row)
     if rows:
         conn.executemany(_INSERT, rows)
         conn.execute(
@@ -126,7 +149,7 @@ def append_events(
             "updated_at=? WHERE pk=?",
             (seq, errors, in_tok, out_tok, cost, now, session_pk),
         )
-    return AppendResult(seqs=seqs, duplicates=duplicates)
+    return AppendResult(seqs=seqs, duplicates=len(prepared.rows) - len(rows))
 
 
 def list_events(

@@ -12,7 +12,7 @@ from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
 from tether.domain.time import new_id
 from tether.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from tether.store.rows import body_hash, dumps, goal_dict, loads, session_dict
-from tether.store.sql_events import append_events
+from tether.store.sql_events import append_events, prepare_events
 
 TERMINAL = frozenset({"completed", "failed", "abandoned"})
 
@@ -35,6 +35,16 @@ def get_row(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> sqlite
     return row
 
 
+def get_pk(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> int:
+    """The session's row key (cheaper than :func:`get_row` on hot paths), or :class:`NotFound`."""
+    row = conn.execute(
+        "SELECT pk FROM sessions WHERE tenant_id=? AND id=?", (tenant_id, session_id)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"session {session_id!r} not found", details={"session_id": session_id})
+    return int(row[0])
+
+
 def _server_event(
     conn: sqlite3.Connection,
     tenant_id: str,
@@ -55,14 +65,8 @@ def _server_event(
         attributes={"origin": "server"},
         idempotency_key=key,
     )
-    append_events(
-        conn,
-        tenant_id=tenant_id,
-        session_pk=parent_pk,
-        events=[event],
-        correlation_id=correlation_id,
-        now=now,
-    )
+    prepared = prepare_events([event], tenant_id=tenant_id, correlation_id=correlation_id, now=now)
+    append_events(conn, session_pk=parent_pk, prepared=prepared, now=now)
 
 
 def create_session(
@@ -390,5 +394,3 @@ def patch_goal(
             (*params, now, row["pk"]),
         )
     return goal_dict(conn.execute("SELECT * FROM goals WHERE pk=?", (row["pk"],)).fetchone())
-
-

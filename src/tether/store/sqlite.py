@@ -14,6 +14,7 @@ proceed while the writer commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -199,10 +200,8 @@ class SQLiteStore:
         for job in group:
             by_loop.setdefault(job.loop, []).append(job)
         for loop, jobs in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop is closed; nobody waits
                 loop.call_soon_threadsafe(_resolve, jobs)
-            except RuntimeError:  # that event loop is closed; nobody is waiting
-                pass
         log.debug("group commit: %d jobs in %.2f ms", len(group), (time.perf_counter() - t0) * 1e3)
 
     # -- the read path -------------------------------------------------------------

@@ -28,12 +28,13 @@ from tether.store.sql_sessions import SessionFilter
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 
-
 def _cursor(value: str | None) -> int | None:
     if value is None:
         return None
     if not value.isdigit():
-        raise InvalidInput("cursor is not one this server issued", details=[{"loc": ["query", "cursor"]}])
+        raise InvalidInput(
+            "cursor is not one this server issued", details=[{"loc": ["query", "cursor"]}]
+        )
     return int(value)
 
 
@@ -51,7 +52,9 @@ def _if_match(value: str | None) -> int | None:
 
 
 @router.post("", operation_id="sessions.create", status_code=201)
-async def create_session(body: SessionIn, request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
+async def create_session(
+    body: SessionIn, request: Request, svc: ServicesDep, ctx: ContextDep
+) -> Response:
     """Create a session; the same id and body again returns it (200), another body 409."""
     res = await svc.sessions.create(ctx, body)
     return ok(request, res.record, status=201 if res.created else 200)
@@ -87,7 +90,9 @@ async def list_sessions(
 
 
 @router.get("/{session_id}", operation_id="sessions.get")
-async def get_session(session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
+async def get_session(
+    session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep
+) -> Response:
     """One session with counters, goals and children."""
     return ok(request, await svc.sessions.get(ctx, session_id))
 
@@ -102,14 +107,20 @@ async def patch_session(
 
 @router.post("/{session_id}/end", operation_id="sessions.end")
 async def end_session(
-    session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep, body: SessionEnd | None = None
+    session_id: str,
+    request: Request,
+    svc: ServicesDep,
+    ctx: ContextDep,
+    body: SessionEnd | None = None,
 ) -> Response:
     """End with ``status`` (default completed) and an optional ``summary``."""
     return ok(request, await svc.sessions.end(ctx, session_id, body or SessionEnd()))
 
 
 @router.delete("/{session_id}", operation_id="sessions.delete")
-async def delete_session(session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
+async def delete_session(
+    session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep
+) -> Response:
     """Delete a session, its events and goals."""
     return ok(request, await svc.sessions.delete(ctx, session_id))
 
@@ -120,7 +131,9 @@ def _state_response(request: Request, data: dict[str, Any]) -> Response:
 
 
 @router.get("/{session_id}/state", operation_id="sessions.state.get")
-async def get_state(session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
+async def get_state(
+    session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep
+) -> Response:
     """``{state, version}``; the ``ETag`` header carries the version."""
     return _state_response(request, await svc.sessions.get_state(ctx, session_id))
 
@@ -168,7 +181,12 @@ async def add_goal(
 
 @router.patch("/{session_id}/goals/{goal_id}", operation_id="sessions.goals.update")
 async def patch_goal(
-    session_id: str, goal_id: str, body: GoalPatch, request: Request, svc: ServicesDep, ctx: ContextDep
+    session_id: str,
+    goal_id: str,
+    body: GoalPatch,
+    request: Request,
+    svc: ServicesDep,
+    ctx: ContextDep,
 ) -> Response:
     """Change a goal's description, priority, status, progress or metadata."""
     return ok(request, await svc.sessions.patch_goal(ctx, session_id, goal_id, body))

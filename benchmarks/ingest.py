@@ -1,0 +1,283 @@
+"""Ingest throughput: HTTP batched and single-event writes vs raw in-process SQLite.
+
+Run: ``.venv/bin/python benchmarks/ingest.py`` (or ``make bench``).
+
+Starts a real ``tether serve`` on a fresh database; a *separate client process* posts
+events over keep-alive connections: batches of 100 to ``POST /v1/sessions/{id}/events``,
+then one event per request, each event with a unique idempotency key. The client is
+``wrk`` (C; ``apt-get install wrk``) when it is on PATH, because a Python client costs
+~250 us of CPU per request on a 2-core machine and would measure itself; without wrk an
+aiohttp client runs instead and the table says so. After each run the server's stored
+event count is checked against what the client saw acknowledged.
+
+The baseline ("ceiling") inserts the same rows with the same INSERT statement into a
+fresh database in this process, 100 rows per transaction. Prints median and p95 request
+latency and each rate's ratio to the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _server import running_server
+
+
+def _event(i: int) -> dict[str, Any]:
+    return {
+        "kind": "tool" if i % 2 else "llm",
+        "name": "search" if i % 2 else "gpt",
+        "status": "ok",
+        "duration_ms": 12.5,
+        "input": {"query": f"what is item {i}?"},
+        "output": {"answer": "a short answer of a few words"},
+        "attributes": {"i": i},
+        "idempotency_key": f"k-{i}",
+    }
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _client(url: str, mode: str, total_events: int, concurrency: int) -> dict[str, Any]:
+    import aiohttp
+
+    batch = 100 if mode == "batched" else 1
+    requests = total_events // batch
+    sessions = [f"bench-{mode}-{i}" for i in range(concurrency)]
+    latencies: list[float] = []
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=conn) as http:
+        counter = iter(range(requests))
+
+        async def worker(w: int) -> None:
+            sid = sessions[w]
+            for n in counter:
+                body = (
+                    {"events": [_event(n * batch + j) for j in range(batch)]}
+                    if batch > 1
+                    else _event(n)
+                )
+                t0 = time.perf_counter()
+                async with http.post(f"/v1/sessions/{sid}/events", json=body) as r:
+                    await r.read()
+                    if r.status not in (200, 201):
+                        raise RuntimeError(f"{r.status}: {await r.text()}")
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return {
+        "mode": mode,
+        "requests": requests,
+        "events": requests * batch,
+        "seconds": elapsed,
+        "req_per_s": requests / elapsed,
+        "events_per_s": requests * batch / elapsed,
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": _pct(latencies, 0.95),
+    }
+
+
+def _ceiling(total_events: int) -> dict[str, Any]:
+    """Same rows, same INSERT, in-process, 100 rows per transaction: what SQLite alone does."""
+    from tether.domain.events import EventIn
+    from tether.domain.time import new_id, now_ms, to_ms
+    from tether.store.migrate import upgrade
+    from tether.store.rows import dumps_or_none
+    from tether.store.sql_events import _INSERT
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "ceiling.db"
+        upgrade(db)
+        conn = sqlite3.connect(db, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(
+            "INSERT INTO sessions (tenant_id, id, created_at, updated_at) "
+            "VALUES ('default', 'c', 0, 0)"
+        )
+        events = [EventIn.model_validate(_event(i)) for i in range(total_events)]
+        latencies: list[float] = []
+        t0 = time.perf_counter()
+        for start in range(0, total_events, 100):
+            t1 = time.perf_counter()
+            rows = [
+                (
+                    "default",
+                    1,
+                    start + j + 1,
+                    new_id(),
+                    e.kind.value,
+                    e.name,
+                    e.role,
+                    e.status,
+                    e.level,
+                    to_ms(e.started_at),
+                    to_ms(e.ended_at),
+                    e.duration_ms,
+                    e.parent_id,
+                    e.span_id,
+                    e.trace_id,
+                    dumps_or_none(e.input),
+                    dumps_or_none(e.output),
+                    dumps_or_none(e.attributes),
+                    e.model,
+                    e.input_tokens,
+                    e.output_tokens,
+                    e.cost_usd,
+                    e.idempotency_key,
+                    None,
+                    now_ms(),
+                )
+                for j, e in enumerate(events[start : start + 100])
+            ]
+            conn.execute("BEGIN")
+            conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+            latencies.append((time.perf_counter() - t1) * 1000)
+        elapsed = time.perf_counter() - t0
+        conn.close()
+    return {
+        "mode": "ceiling (in-process SQLite, 100/txn)",
+        "requests": len(latencies),
+        "events": total_events,
+        "seconds": elapsed,
+        "req_per_s": len(latencies) / elapsed,
+        "events_per_s": total_events / elapsed,
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": _pct(latencies, 0.95),
+    }
+
+
+def _wrk(url: str, mode: str, seconds: int, connections: int) -> dict[str, Any]:
+    batch = 100 if mode == "batched" else 1
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(Path(__file__).with_name("ingest.lua")),
+            url,
+            "--",
+            str(batch),
+            f"bench-{mode}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    line = next(x for x in out.stdout.splitlines() if x.startswith("JSON "))
+    r = json.loads(line[5:])
+    if r["errors"] or r["non2xx"]:
+        raise RuntimeError(f"wrk saw failures: {r}\n{out.stdout}")
+    return {
+        "mode": f"{mode} (wrk, {connections} conns)",
+        "requests": r["requests"],
+        "events": r["requests"] * batch,
+        "seconds": r["seconds"],
+        "req_per_s": r["requests"] / r["seconds"],
+        "events_per_s": r["requests"] * batch / r["seconds"],
+        "p50_ms": r["p50_ms"],
+        "p95_ms": r["p95_ms"],
+    }
+
+
+def _stored_events(url: str) -> int:
+    import httpx
+
+    total: int = httpx.get(f"{url}/v1/stats", timeout=30).json()["data"]["events"]["total"]
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batched-events", type=int, default=100_000)
+    ap.add_argument("--single-events", type=int, default=10_000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--seconds", type=int, default=10, help="wrk run length per mode")
+    ap.add_argument("--python-client", action="store_true", help="use aiohttp even if wrk exists")
+    ap.add_argument("--client", help=argparse.SUPPRESS)  # internal: run as the client process
+    ap.add_argument("--mode", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.client:
+        total = args.batched_events if args.mode == "batched" else args.single_events
+        print(json.dumps(asyncio.run(_client(args.client, args.mode, total, args.concurrency))))
+        return
+
+    use_wrk = shutil.which("wrk") is not None and not args.python_client
+    results = [_ceiling(args.batched_events)]
+    with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp) / "bench.db") as url:
+        import httpx
+
+        for mode in ("batched", "single"):
+            for i in range(1, args.concurrency + 1):  # wrk uses <prefix>-1; aiohttp -0..n-1
+                for sid in (f"bench-{mode}-{i}", f"bench-{mode}-{i - 1}"):
+                    httpx.post(f"{url}/v1/sessions", json={"id": sid}, timeout=30)
+            before = _stored_events(url)
+            if use_wrk:
+                r = _wrk(url, mode, args.seconds, args.concurrency)
+            else:
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--client",
+                        url,
+                        "--mode",
+                        mode,
+                        "--batched-events",
+                        str(args.batched_events),
+                        "--single-events",
+                        str(args.single_events),
+                        "--concurrency",
+                        str(args.concurrency),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                r = json.loads(out.stdout)
+                r["mode"] = f"{mode} (aiohttp, {args.concurrency} conns)"
+            stored = _stored_events(url) - before
+            # wrk stops its clock with requests still in flight: those are stored but not
+            # counted, so at most one batch per connection may be extra, never fewer.
+            in_flight = args.concurrency * (100 if mode == "batched" else 1)
+            if not r["events"] <= stored <= r["events"] + in_flight:
+                raise RuntimeError(
+                    f"{mode}: client saw {r['events']} acknowledged, server stored {stored}"
+                )
+            results.append(r)
+    ceiling = results[0]["events_per_s"]
+    print(
+        f"{'mode':<40} {'events':>8} {'events/s':>10} {'req/s':>9} {'p50 ms':>8} "
+        f"{'p95 ms':>8} {'vs ceiling':>10}"
+    )
+    for r in results:
+        print(
+            f"{r['mode']:<40} {r['events']:>8} {r['events_per_s']:>10.0f} {r['req_per_s']:>9.0f} "
+            f"{r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['events_per_s'] / ceiling:>10.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
