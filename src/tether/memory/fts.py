@@ -53,8 +53,9 @@ MAX_QUERY_TERMS: Final = 32
 
 # A word is a run of Unicode letters/digits (underscore excluded, as in unicode61);
 # apostrophes inside words ("don't", "Caroline's") are kept and split below.
-_WORD_RE: Final = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
-_APOSTROPHES: Final = re.compile(r"['’]")
+_APOSTROPHE_CHARS: Final = "'\u2019"  # ASCII and typographic (right single quote)
+_WORD_RE: Final = re.compile(rf"[^\W_]+(?:[{_APOSTROPHE_CHARS}][^\W_]+)*")
+_APOSTROPHES: Final = re.compile(f"[{_APOSTROPHE_CHARS}]")
 
 #: English function words removed from queries. The classic SMART/Lucene-style list,
 #: extended with question words ("what", "when", "how", ...) and the auxiliaries a question
@@ -73,7 +74,7 @@ STOPWORDS: Final[frozenset[str]] = frozenset(
     we're we've were weren't what what's when when's where where's which while who who's
     whom why why's will with won't would wouldn't you you'd you'll you're you've your yours
     yourself yourselves s t d ll m re ve just also would ever whose might may must shall
-    """.split()
+    """.split()  # noqa: SIM905 - a word block reads (and diffs) better than a list
 )
 
 
