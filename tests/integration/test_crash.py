@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TetherServer
+
+from tether.testing import TetherServer
 
 pytestmark = pytest.mark.slow
 

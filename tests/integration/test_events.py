@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import httpx
-from conftest import TetherServer
+
+from tether.testing import TetherServer
 
 
 def _session(http: httpx.Client, sid: str) -> None:

@@ -116,11 +116,13 @@ class BatchBuilder:
         self._registry = registry
         self._batch_size = batch_size
 
-    def _add_session(self, body: _Body, session_id: str, spec: dict[str, Any] | None = None) -> None:
+    def _add_session(
+        self, body: _Body, session_id: str, spec: dict[str, Any] | None = None
+    ) -> None:
         if session_id in body.sessions:
             return
         spec = spec if spec is not None else self._registry.get(session_id)
-        if spec is None:  # not made by this client (e.g. an id from elsewhere): let the server decide
+        if spec is None:  # not made here (e.g. an id from elsewhere): the server decides
             return
         parent = spec.get("parent_id")
         if parent is not None and parent not in body.sessions:

@@ -139,7 +139,9 @@ class Batcher:
                 events,
                 self.spool.path,
             )
-        self._spooler = threading.Thread(target=self._spool_loop, name="tether-spooler", daemon=True)
+        self._spooler = threading.Thread(
+            target=self._spool_loop, name="tether-spooler", daemon=True
+        )
         self._sender = threading.Thread(target=self._send_loop, name="tether-sender", daemon=True)
         self._spooler.start()
         self._sender.start()
@@ -301,9 +303,12 @@ class Batcher:
                 self._schedule_retry(None)
 
     def _next_wait(self) -> float:
-        if self._retry_at:
-            return max(0.01, min(self._retry_at - time.monotonic(), 30.0))
-        return max(self._config.flush_interval, 0.05)
+        # Sleep through the backoff and the open circuit instead of polling them; the
+        # spooler and flush() wake this thread early when there is something to do.
+        wait = self._config.flush_interval
+        backoff = self._retry_at - time.monotonic()
+        wait = max(wait, backoff, self._breaker.retry_in())
+        return min(max(wait, 0.01), 30.0)
 
     def _may_send(self) -> bool:
         if self._urgent:

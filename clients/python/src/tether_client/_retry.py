@@ -17,7 +17,13 @@ from datetime import UTC
 import httpx
 from tenacity import RetryCallState
 
-from ._errors import APIError, CircuitOpenError, RateLimitedError, ServerError, ServerUnreachableError
+from ._errors import (
+    APIError,
+    CircuitOpenError,
+    RateLimitedError,
+    ServerError,
+    ServerUnreachableError,
+)
 
 # Statuses worth retrying: the request was not applied, or was applied idempotently.
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
@@ -71,8 +77,10 @@ def backoff_delay(
     """
     if retry_after is not None:
         return min(max(retry_after, 0.0), cap)
-    ceiling = min(cap, base * (2 ** max(attempt - 1, 0)))
-    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+    ceiling = min(cap, base * (2.0 ** max(attempt - 1, 0)))
+    half = ceiling / 2
+    jitter = rng.uniform(0, half) if rng is not None else random.uniform(0, half)
+    return ceiling / 2 + jitter
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -105,7 +113,9 @@ class RetryAfterWait:
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
-        return backoff_delay(state.attempt_number, base=self.base, cap=self.cap, retry_after=retry_after)
+        return backoff_delay(
+            state.attempt_number, base=self.base, cap=self.cap, retry_after=retry_after
+        )
 
 
 def retry_after_of(response: httpx.Response) -> float | None:

@@ -114,7 +114,9 @@ class Spool:
             return int(seq[0]) if seq else 0
 
     def _enforce_cap(self) -> None:
-        total = self._conn.execute("SELECT coalesce(sum(length(body)), 0) FROM batches").fetchone()[0]
+        total = self._conn.execute("SELECT coalesce(sum(length(body)), 0) FROM batches").fetchone()[
+            0
+        ]
         if total <= self.max_bytes:
             return
         dropped_rows = dropped_events = 0
