@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -18,6 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tether.domain.time import new_id
 
+if TYPE_CHECKING:
+    from tether.server.fastlane import FastLane
+
 log = logging.getLogger("tether.server")
 
 SERVICE = "tether"
@@ -25,6 +28,8 @@ CORRELATION_HEADER = "x-correlation-id"
 # A caller's id is echoed only if it is a plain token: no header or log injection.
 _CID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _SCOPE_CID = "tether.correlation_id"
+#: Scope key with the operation id when a request bypasses FastAPI's router (fastlane.py).
+OPERATION_KEY = "tether.operation"
 _SCOPE_T0 = "tether.t0"
 
 
@@ -35,6 +40,8 @@ def correlation_id(scope: Scope) -> str | None:
 
 
 def _operation(scope: Scope) -> str | None:
+    if (op := scope.get(OPERATION_KEY)) is not None:
+        return str(op)
     route = scope.get("route")
     op = getattr(route, "operation_id", None) or getattr(route, "name", None)
     return op if isinstance(op, str) else None
@@ -114,9 +121,10 @@ class RequestMiddleware:
     envelope at once; the application never sees the rest of it.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, fastlane: FastLane | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.fastlane = fastlane
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -185,8 +193,13 @@ class RequestMiddleware:
                     raise _BodyTooLarge
             return message
 
+        fast = self.fastlane.match(scope) if self.fastlane is not None else None
         try:
-            await self.app(scope, receive_wrapper, send_wrapper)
+            if fast is not None:
+                assert self.fastlane is not None
+                await self.fastlane.serve(*fast, scope, receive_wrapper, send_wrapper)
+            else:
+                await self.app(scope, receive_wrapper, send_wrapper)
         except _BodyTooLarge:
             if not responded:
                 await too_large()

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tether.domain.events import EventBatchIn, EventIn, EventKind, EventsIn
+from tether.server import fastlane
 from tether.server.bodies import openapi_body, read_json, validate
 from tether.server.deps import ContextDep, ServicesDep, context_of, services_of
 from tether.server.envelope import ok
@@ -26,7 +27,7 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (EventIn, EventsIn, EventBatchIn)
     status_code=201,
     openapi_extra=openapi_body(EventIn, EventsIn),
 )
-async def append_events(session_id: str, request: Request) -> Response:
+async def append_events(request: Request, session_id: str) -> Response:
     """Append one event or ``{"events": [...]}`` (up to 1,000) in one transaction.
 
     Returns ``{seqs, duplicates}``; a retried ``idempotency_key`` returns its original seq
@@ -77,3 +78,10 @@ async def ingest_batch(request: Request) -> Response:
     """
     batch = validate(EventBatchIn, await read_json(request))
     return ok(request, await services_of(request).events.ingest_batch(context_of(request), batch))
+
+
+#: The ingest routes the fast lane serves with the same handlers (see server/fastlane.py).
+FAST_ROUTES = [
+    fastlane.route("POST", "/v1/sessions/{session_id}/events", "events.append", append_events),
+    fastlane.route("POST", "/v1/events/batch", "events.batch", ingest_batch),
+]
