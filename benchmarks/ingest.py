@@ -95,12 +95,15 @@ async def _client(url: str, mode: str, total_events: int, concurrency: int) -> d
 
 
 def _ceiling(total_events: int) -> dict[str, Any]:
-    """Same rows, same INSERT, in-process, 100 rows per transaction: what SQLite alone does."""
+    """Same rows, same INSERT, in-process, 100 rows per transaction: what SQLite alone does.
+
+    Rows are built by the server's own ``prepare_events`` (ids, JSON encoding) inside the
+    timed loop, as the server does; HTTP, parsing and validation are what it leaves out.
+    """
     from tether.domain.events import EventIn
-    from tether.domain.time import new_id, now_ms, to_ms
+    from tether.domain.time import now_ms
     from tether.store.migrate import upgrade
-    from tether.store.rows import dumps_or_none
-    from tether.store.sql_events import _INSERT
+    from tether.store.sql_events import _INSERT, prepare_events
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "ceiling.db"
@@ -117,36 +120,11 @@ def _ceiling(total_events: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         for start in range(0, total_events, 100):
             t1 = time.perf_counter()
-            rows = [
-                (
-                    "default",
-                    1,
-                    start + j + 1,
-                    new_id(),
-                    e.kind.value,
-                    e.name,
-                    e.role,
-                    e.status,
-                    e.level,
-                    to_ms(e.started_at),
-                    to_ms(e.ended_at),
-                    e.duration_ms,
-                    e.parent_id,
-                    e.span_id,
-                    e.trace_id,
-                    dumps_or_none(e.input),
-                    dumps_or_none(e.output),
-                    dumps_or_none(e.attributes),
-                    e.model,
-                    e.input_tokens,
-                    e.output_tokens,
-                    e.cost_usd,
-                    e.idempotency_key,
-                    None,
-                    now_ms(),
-                )
-                for j, e in enumerate(events[start : start + 100])
-            ]
+            rows = prepare_events(
+                events[start : start + 100], tenant_id="default", correlation_id=None, now=now_ms()
+            ).rows
+            for j, row in enumerate(rows):
+                row[1], row[2] = 1, start + j + 1  # session_pk, seq
             conn.execute("BEGIN")
             conn.executemany(_INSERT, rows)
             conn.execute("COMMIT")
