@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     indexer_max_attempts: int = Field(
         default=5, ge=1, description="Embedding attempts before a job goes to the dead letters."
     )
+    indexer_retry_base_ms: int = Field(
+        default=1000,
+        ge=1,
+        description="First embedding retry delay in ms; doubles per attempt (jittered).",
+    )
+    indexer_retry_max_ms: int = Field(
+        default=60000, ge=1, description="Longest embedding retry delay in ms."
+    )
     hnsw_threshold: int = Field(
         default=20000,
         ge=0,

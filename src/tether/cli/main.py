@@ -11,6 +11,7 @@ import typer
 
 from tether import __version__
 from tether.cli import import_cmd
+from tether.cli import memory as memory_cmd
 from tether.config import Settings
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
 
 
 app.add_typer(import_cmd.app, name="import")
+app.add_typer(memory_cmd.app, name="memory")
 
 
 def _is_loopback(host: str) -> bool:

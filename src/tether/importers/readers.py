@@ -118,7 +118,10 @@ def read_tether(path: Path) -> Iterator[Conversation]:
     items: list[Any]
     try:
         parsed = orjson.loads(raw)
-        items = parsed["sessions"] if isinstance(parsed, dict) else parsed
+        if isinstance(parsed, dict):  # {"sessions": [...]}, or one session (one-line NDJSON)
+            items = parsed["sessions"] if "sessions" in parsed else [parsed]
+        else:
+            items = parsed
     except orjson.JSONDecodeError:
         try:
             items = [orjson.loads(line) for line in raw.splitlines() if line.strip()]
@@ -130,8 +133,10 @@ def read_tether(path: Path) -> Iterator[Conversation]:
         try:
             s = _SessionIn.model_validate(item)
         except ValidationError as exc:
-            raise InvalidInput(f"{path}: session #{i + 1}: {exc.errors()[0]['msg']}",
-                               details=[{"loc": [i, *e["loc"]], "msg": e["msg"]} for e in exc.errors()]) from None
+            raise InvalidInput(
+                f"{path}: session #{i + 1}: {exc.errors()[0]['msg']}",
+                details=[{"loc": [i, *e["loc"]], "msg": e["msg"]} for e in exc.errors()],
+            ) from None
         turns = [
             Turn(
                 id=t.id or f"t{j + 1}",

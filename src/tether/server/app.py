@@ -14,8 +14,10 @@ from tether.server import errors
 from tether.server.bodies import install_openapi
 from tether.server.deps import Services
 from tether.server.envelope import RequestMiddleware
-from tether.server.routes import events, health, sessions
+from tether.server.fastlane import FastLane
+from tether.server.routes import admin, events, health, memories, sessions
 from tether.services import EventService, SessionService
+from tether.services.memory import build_memory
 from tether.store.sqlite import SQLiteStore
 
 
@@ -31,12 +33,15 @@ def create_app(settings: Settings | None = None, *, store: SQLiteStore | None = 
     store = store or SQLiteStore(
         settings.db_path, synchronous=settings.sqlite_synchronous, readers=settings.reader_pool_size
     )
+    memory, indexer = build_memory(store, settings)
     services = Services(
         settings=settings,
         store=store,
         sessions=SessionService(store),
         events=EventService(store),
+        memory=memory,
     )
+    services.checks.append(memory.embedder_check)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,9 +51,13 @@ def create_app(settings: Settings | None = None, *, store: SQLiteStore | None = 
         previous = sys.getswitchinterval()
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         await store.start()
+        await memory.load_index()
+        indexer.start()
         try:
             yield
         finally:
+            await indexer.stop()
+            await memory.drain()
             await store.close()
             sys.setswitchinterval(previous)
 
@@ -60,8 +69,13 @@ def create_app(settings: Settings | None = None, *, store: SQLiteStore | None = 
     )
     app.state.services = services
     errors.install(app)
-    for module in (health, sessions, events):
+    # Hot ingest routes first: FastAPI matches included routers in order.
+    for module in (events, memories, sessions, health, admin):
         app.include_router(module.router)
-    install_openapi(app, list(events.BODY_MODELS))
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    install_openapi(app, [*events.BODY_MODELS, *memories.BODY_MODELS])
+    app.add_middleware(
+        RequestMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        fastlane=FastLane(list(events.FAST_ROUTES)),
+    )
     return app

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from tether.config import Settings
 from tether.server.envelope import correlation_id
 from tether.services import EventService, RequestContext, SessionService
+from tether.services.memory import MemoryService
 from tether.store.sqlite import SQLiteStore
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
@@ -29,6 +30,7 @@ class Services:
     store: SQLiteStore
     sessions: SessionService
     events: EventService
+    memory: MemoryService
     checks: list[HealthCheck] = field(default_factory=list)
 
     async def extra_checks(self) -> list[dict[str, Any]]:

@@ -1,0 +1,151 @@
+"""Recall benchmark through the HTTP API of a real ``tether serve`` (LoCoMo dev protocol).
+
+Runs the retrieval protocol of ``shared/data/README.md``: one namespace per conversation,
+every turn remembered as ``"<speaker>: <text>"`` (metadata ``dia_id``, ``session``;
+``occurred_at`` = the session date) through ``POST /v1/memories/batch``; once the
+embedding backlog has drained, every question with valid evidence is asked verbatim
+through ``POST /v1/memories/search`` (top 10) in each ``mode``: ``bm25``, ``vector`` and
+``hybrid`` (Tether's default). Prints R@1/5/10 and MRR for categories 1-4 and, apart,
+category 5, plus the server-side search latency (envelope ``duration_ms``).
+
+The three ranking rows search with ``touch: false`` (no access statistics), so every
+question sees the same store. A last row repeats the default with ``touch: true``, as in
+production: each search resets the recency of what it returned (at most +15 %), so
+earlier questions nudge later ones.
+
+Data: LoCoMo (Maharana et al., "Evaluating Very Long-Term Conversational Memory of LLM
+Agents", ACL 2024, arXiv 2402.17753), snap-research, CC BY-NC 4.0.
+
+Usage::
+
+    .venv/bin/python benchmarks/memory_recall.py [--data PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from _server import running_server
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev.json"
+EVIDENCE_RE = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)")
+KS = (1, 5, 10)
+MODES = (("BM25 only", "bm25"), ("vector only", "vector"), ("Tether default (hybrid)", "hybrid"))
+
+
+def session_date(text: str) -> str:
+    """'1:56 pm on 8 May, 2023' -> RFC 3339 UTC."""
+    dt = datetime.strptime(text.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=UTC)
+    return dt.isoformat()
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    """-> [{sample_id, items: [memory bodies], questions: [(text, category, evidence)]}]"""
+    out = []
+    for sample in json.loads(path.read_text()):
+        conv = sample["conversation"]
+        keys = sorted(
+            (k for k in conv if re.fullmatch(r"session_\d+", k)), key=lambda k: int(k[8:])
+        )
+        items = []
+        for key in keys:
+            when = session_date(conv[f"{key}_date_time"])
+            for turn in conv[key]:
+                items.append(
+                    {
+                        "namespace": f"locomo/{sample['sample_id']}",
+                        "text": f"{turn['speaker']}: {turn['text']}",
+                        "kind": "episode",
+                        "metadata": {"dia_id": turn["dia_id"], "session": int(key[8:])},
+                        "occurred_at": when,
+                    }
+                )
+        known = {i["metadata"]["dia_id"] for i in items}
+        questions = []
+        for qa in sample["qa"]:
+            evidence = {
+                f"D{int(m[1])}:{int(m[2])}" for e in qa["evidence"] for m in EVIDENCE_RE.finditer(e)
+            } & known
+            if evidence:
+                questions.append((qa["question"], int(qa["category"]), evidence))
+        out.append({"sample_id": sample["sample_id"], "items": items, "questions": questions})
+    return out
+
+
+def ingest(http: httpx.Client, convs: list[dict[str, Any]]) -> None:
+    for conv in convs:
+        items = conv["items"]
+        for start in range(0, len(items), 1000):
+            r = http.post("/v1/memories/batch", json={"items": items[start : start + 1000]})
+            r.raise_for_status()
+    while http.get("/v1/memory/stats").json()["data"]["index_backlog"]:
+        time.sleep(0.2)
+
+
+def evaluate(
+    http: httpx.Client, convs: list[dict[str, Any]], mode: str, touch: bool
+) -> tuple[dict[str, list[float]], list[float]]:
+    buckets: dict[str, list[list[float]]] = {"1-4": [], "5": []}
+    server_ms: list[float] = []
+    for conv in convs:
+        ns = f"locomo/{conv['sample_id']}"
+        for text, category, evidence in conv["questions"]:
+            r = http.post(
+                "/v1/memories/search",
+                json={"namespace": ns, "query": text, "mode": mode, "touch": touch},
+            )
+            r.raise_for_status()
+            body = r.json()
+            server_ms.append(body["duration_ms"])
+            top = [res["memory"]["metadata"]["dia_id"] for res in body["data"]["results"]]
+            row = [len(evidence & set(top[:k])) / len(evidence) for k in KS]
+            row.append(next((1.0 / (i + 1) for i, m in enumerate(top) if m in evidence), 0.0))
+            buckets["5" if category == 5 else "1-4"].append(row)
+    means = {
+        k: [statistics.fmean(col) for col in zip(*v, strict=True)] + [len(v)]
+        for k, v in buckets.items()
+    }
+    return means, server_ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+    convs = load(args.data)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_server(Path(tmp) / "recall.db") as url,
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        t0 = time.perf_counter()
+        ingest(http, convs)
+        n = sum(len(c["items"]) for c in convs)
+        print(f"ingested and embedded {n} memories in {time.perf_counter() - t0:.1f} s")
+        print(
+            "\n| ranking (via HTTP) | n | R@1 | R@5 | R@10 | MRR | cat 5 R@5 | cat 5 MRR "
+            "| server p50 ms |\n|---|---|---|---|---|---|---|---|---|"
+        )
+        runs = [(name, mode, False) for name, mode in MODES]
+        runs.append(("default, touch=true (access resets recency)", "hybrid", True))
+        for name, mode, touch in runs:
+            res, ms = evaluate(http, convs, mode, touch)
+            a, c = res["1-4"], res["5"]
+            print(
+                f"| {name} | {int(a[4])} | {a[0]:.3f} | {a[1]:.3f} | {a[2]:.3f} | {a[3]:.3f} "
+                f"| {c[1]:.3f} | {c[3]:.3f} | {statistics.median(ms):.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Hybrid recall over the store and the in-process vector index (ARCHITECTURE §4).
+
+``Recall.search`` runs, for one request:
+
+1. the query embedding in a worker thread (``asyncio.to_thread``), concurrently with
+2. the FTS5 keyword candidates (:func:`tether.memory.fts.build_match_query`, ``bm25()``,
+   filters applied in SQL, ``candidate_depth`` deep);
+3. the vector candidates from :class:`~tether.memory.vectors.VectorIndex`, restricted to
+   the namespaces in the index and to the other filters by re-checking candidate rows in
+   SQL (over-fetching until ``candidate_depth`` pass, or the index is exhausted);
+4. :func:`tether.memory.ranking.rank` over the union (convex fusion, recency, importance).
+
+If the embedder is down, hybrid recall degrades to BM25 and says so (``degraded``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tether.domain.time import to_ms
+from tether.errors import EmbedderUnavailable
+from tether.memory.embedders import Embedder, FloatMatrix
+from tether.memory.fts import build_match_query
+from tether.memory.ranking import MemoryFeatures, RankingParams, rank
+from tether.memory.schemas import SearchIn
+from tether.memory.vectors import VectorIndex
+from tether.store import sql_recall as qr
+from tether.store.sql_memory import MemoryFilter, memory_dict
+from tether.store.sqlite import SQLiteStore
+
+__all__ = ["Recall", "SearchOutcome", "search_filter"]
+
+# Vector over-fetch: ask the index for this many times the depth, grow x4 while filters
+# reject too many (only kind/tags/metadata/time/expiry filters can; namespaces are exact).
+_OVERFETCH = 2
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def search_filter(body: SearchIn) -> MemoryFilter:
+    """The SQL filter for a search request."""
+    f = body.filters
+    kinds = [] if f.kind is None else [f.kind] if isinstance(f.kind, str) else list(f.kind)
+    return MemoryFilter(
+        namespaces=body.namespaces,
+        kinds=kinds,
+        tags=f.tags,
+        metadata=f.metadata,
+        since_ms=to_ms(f.since),
+        until_ms=to_ms(f.until),
+        session=f.session,
+        include_expired=body.include_expired,
+    )
+
+
+@dataclass(slots=True)
+class SearchOutcome:
+    """``results`` (``{memory, score, scores}`` best first), their row keys (for access
+    statistics), and whether vector retrieval was skipped (``degraded``)."""
+
+    results: list[dict[str, Any]]
+    pks: list[int]
+    degraded: bool
+
+
+class Recall:
+    """Search use-case over a store, an embedder and a vector index.
+
+    Args:
+        embedder_down: Returns True while the indexer knows the embedder is down, so a
+            request does not wait on it (degrades at once).
+    """
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        embedder: Embedder,
+        index: VectorIndex,
+        *,
+        params: RankingParams,
+        embedder_down: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.index = index
+        self.params = params
+        self.embedder_down = embedder_down
+
+    async def _embed_query(self, text: str) -> FloatMatrix:
+        vectors = await asyncio.to_thread(self.embedder.embed, [text])
+        row: FloatMatrix = vectors[0]
+        return row
+
+    async def search(self, tenant_id: str, body: SearchIn, *, now: int) -> SearchOutcome:
+        """Run one search (see the module docstring).
+
+        Raises:
+            EmbedderUnavailable: ``mode="vector"`` while the embedder is down (503).
+        """
+        f = search_filter(body)
+        depth = max(self.params.candidate_depth, body.limit)
+        want_vector = body.mode != "bm25"
+        embed_task: asyncio.Task[FloatMatrix] | None = None
+        degraded = False
+        if want_vector:
+            if self.embedder_down():
+                if body.mode == "vector":
+                    raise EmbedderUnavailable("the embedder is down; vector search unavailable")
+                degraded = True
+            else:
+                embed_task = asyncio.create_task(self._embed_query(body.query))
+        match = build_match_query(body.query) if body.mode != "vector" else None
+        keyword: list[tuple[int, float]] = []
+        try:
+            if match is not None:
+                keyword = await self.store.read(
+                    lambda c: qr.keyword_candidates(
+                        c, tenant_id, f, match=match, depth=depth, now=now
+                    )
+                )
+        finally:
+            query_vec: FloatMatrix | None = None
+            if embed_task is not None:
+                try:
+                    query_vec = await embed_task
+                except EmbedderUnavailable:
+                    if body.mode == "vector":
+                        raise
+                    degraded = True
+        vector, rows = await self._vector_candidates(
+            tenant_id, f, query_vec, [pk for pk, _ in keyword], depth, body.namespaces, now
+        )
+        features = {
+            str(pk): MemoryFeatures(
+                created_at=_dt(row["created_at"]) or datetime.now(UTC),
+                occurred_at=_dt(row["occurred_at"]),
+                last_accessed_at=_dt(row["last_accessed_at"]),
+                importance=float(row["importance"]),
+            )
+            for pk, row in rows.items()
+        }
+        ranked = rank(
+            [(str(pk), s) for pk, s in keyword if pk in rows],
+            [(str(pk), s) for pk, s in vector],
+            features,
+            now=_dt(now) or datetime.now(UTC),
+            params=self.params,
+            limit=body.limit,
+        )
+        results = []
+        pks = []
+        for r in ranked:
+            pk = int(r.memory_id)
+            pks.append(pk)
+            scores = {**r.breakdown, "bm25_raw": r.bm25_raw, "cosine": r.cosine}
+            results.append({"memory": memory_dict(rows[pk]), "score": r.score, "scores": scores})
+        return SearchOutcome(results, pks, degraded)
+
+    async def _vector_candidates(
+        self,
+        tenant_id: str,
+        f: MemoryFilter,
+        query_vec: FloatMatrix | None,
+        keyword_pks: list[int],
+        depth: int,
+        namespaces: list[str],
+        now: int,
+    ) -> tuple[list[tuple[int, float]], dict[int, sqlite3.Row]]:
+        """Vector candidates passing the filter, and the rows of every candidate."""
+        model = self.embedder.name
+        fetch = depth * _OVERFETCH
+        while True:
+            hits: list[tuple[int, float]] = []
+            if query_vec is not None:
+                hits = await asyncio.to_thread(
+                    self.index.search, tenant_id, model, query_vec, fetch, namespaces=namespaces
+                )
+            wanted = keyword_pks + [pk for pk, _ in hits]
+            rows = await self.store.read(
+                functools.partial(qr.rows_passing, tenant_id=tenant_id, f=f, pks=wanted, now=now)
+            )
+            passing = [(pk, s) for pk, s in hits if pk in rows]
+            if len(passing) >= depth or len(hits) < fetch:
+                return passing[:depth], rows
+            fetch *= 4

@@ -1,0 +1,186 @@
+"""Memory request records (ARCHITECTURE §2) and the content hash used for dedupe.
+
+Request bodies are strict (unknown fields are a 422), except :class:`MemoryImport`, which
+reads Tether's own export lines and ignores the server-managed fields they carry
+(``version``, ``access_count``, ``content_hash``, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from tether.domain.common import ClientId, Metadata, Strict, Tag, Tags
+
+__all__ = [
+    "MAX_BATCH",
+    "MemoryBatchIn",
+    "MemoryImport",
+    "MemoryIn",
+    "MemoryPatch",
+    "SearchFilters",
+    "SearchIn",
+    "content_hash",
+    "normalise_text",
+]
+
+#: Most items in one ``POST /v1/memories/batch``.
+MAX_BATCH = 1000
+#: Longest memory text, in characters (the embedder truncates at 256 tokens anyway; the
+#: keyword index sees all of it).
+MAX_TEXT_CHARS = 20_000
+
+# Namespaces are paths such as ``user/alice`` or ``agent/support``.
+Namespace = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@+\-=/]+$")
+]
+MemoryText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+Kind = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9._\-]+$")]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# Metadata filter keys go into a JSON path ``$."key"``: no quotes or backslashes.
+MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r'^[^"\\]+$')]
+Scalar = str | int | float | bool | None
+Importance = Annotated[float, Field(ge=0.0, le=1.0)]
+
+_WS = re.compile(r"\s+")
+
+
+def normalise_text(text: str) -> str:
+    """The text dedupe compares: Unicode NFKC, whitespace runs collapsed, ends stripped.
+
+    Case is kept: "Ana likes Tea" and "ana likes tea" may differ in a name.
+    """
+    return _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def content_hash(text: str) -> str:
+    """SHA-256 (hex, 64 chars) of :func:`normalise_text` as UTF-8: the dedupe key."""
+    return hashlib.sha256(normalise_text(text).encode()).hexdigest()
+
+
+def _not_blank(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("text must contain a non-whitespace character")
+    return value
+
+
+class MemoryIn(Strict):
+    """``POST /v1/memories`` and each item of ``POST /v1/memories/batch``.
+
+    ``importance`` is in [0, 1] (0.5 is neutral in ranking). Datetimes are ISO 8601; a
+    naive one is UTC. ``idempotency_key`` (or the ``Idempotency-Key`` header for a single
+    create) makes a retry return the original result.
+    """
+
+    namespace: Namespace
+    text: MemoryText
+    kind: Kind = "fact"
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
+    importance: Importance = 0.5
+    occurred_at: datetime | None = None
+    expires_at: datetime | None = None
+    source_session_id: ClientId | None = None
+    source_event_id: Key | None = None
+    idempotency_key: Key | None = None
+
+    _check_text = field_validator("text")(_not_blank)
+
+
+class MemoryBatchIn(Strict):
+    """``POST /v1/memories/batch``: 1 to 1,000 items, all stored or none."""
+
+    items: Annotated[list[MemoryIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class MemoryPatch(Strict):
+    """``PATCH /v1/memories/{id}``: only the fields sent change (``model_fields_set``).
+
+    ``metadata`` is merged as a JSON Merge Patch (RFC 7386); ``expires_at: null`` clears
+    the expiry; a new ``text`` is re-embedded. The namespace cannot change.
+    """
+
+    text: MemoryText | None = None
+    kind: Kind | None = None
+    tags: Tags | None = None
+    metadata: Metadata | None = None
+    importance: Importance | None = None
+    occurred_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    _check_text = field_validator("text")(_not_blank)
+
+
+class SearchFilters(Strict):
+    """Search filters: ``kind`` (one or any of several), ``tags`` (all of them),
+    ``metadata`` (top-level key equals a scalar), ``since``/``until`` on ``occurred_at``
+    (``created_at`` when a memory has none), inclusive, and ``session``
+    (``source_session_id``)."""
+
+    kind: Kind | Annotated[list[Kind], Field(max_length=50)] | None = None
+    tags: Annotated[list[Tag], Field(max_length=50)] = Field(default_factory=list)
+    metadata: Annotated[dict[MetaKey, Scalar], Field(max_length=20)] = Field(default_factory=dict)
+    since: datetime | None = None
+    until: datetime | None = None
+    session: ClientId | None = None
+
+
+class SearchIn(Strict):
+    """``POST /v1/memories/search``.
+
+    ``mode`` picks the retrievers: ``hybrid`` (default: BM25 and vector, fused), ``bm25``
+    or ``vector`` alone (for comparisons such as ``benchmarks/memory_recall.py``).
+    ``touch: false`` leaves access statistics (and so recency) untouched.
+    """
+
+    namespace: Namespace | Annotated[list[Namespace], Field(min_length=1, max_length=100)]
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    include_expired: bool = False
+    mode: Literal["hybrid", "bm25", "vector"] = "hybrid"
+    touch: bool = Field(
+        default=True,
+        description="Update the results' access statistics (false: a read-only peek).",
+    )
+
+    _check_query = field_validator("query")(_not_blank)
+
+    @property
+    def namespaces(self) -> list[str]:
+        """The namespace(s) as a deduplicated list."""
+        raw = [self.namespace] if isinstance(self.namespace, str) else self.namespace
+        return list(dict.fromkeys(raw))
+
+
+class MemoryImport(BaseModel):
+    """One line of ``POST /v1/memories/import`` (the shape ``GET /v1/memories/export``
+    writes). Server-managed fields in the line are ignored; ``id`` and ``created_at`` are
+    kept so a round trip preserves identity."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: ClientId | None = None
+    namespace: Namespace
+    text: MemoryText
+    kind: Kind = "fact"
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
+    importance: Importance = 0.5
+    occurred_at: datetime | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    source_session_id: ClientId | None = None
+    source_event_id: Key | None = None
+
+    _check_text = field_validator("text")(_not_blank)
+
+
+def fields_of(model: BaseModel) -> dict[str, Any]:
+    """The fields the client actually sent, JSON-ready except datetimes (kept as objects)."""
+    return {name: getattr(model, name) for name in model.model_fields_set}

@@ -1,0 +1,65 @@
+"""``/v1/admin``: the embedding outbox's dead letters, replay, and memory reindexing.
+
+Local mode has no auth; once API keys exist these routes need the ``admin`` scope.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tether.domain.common import Strict
+from tether.server.deps import ContextDep, ServicesDep
+from tether.server.envelope import ok
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+class ReplayIn(Strict):
+    """``POST /v1/admin/outbox/replay``: requeue the given dead jobs, or all when omitted."""
+
+    ids: Annotated[list[int], Field(max_length=10_000)] | None = None
+
+
+class ReindexIn(Strict):
+    """``POST /v1/admin/memory/reindex``: ``all`` re-embeds every memory, else only those
+    without a vector of the current embedding model."""
+
+    all: bool = False
+
+
+@router.get("/outbox", operation_id="admin.outbox.list")
+async def list_outbox(
+    request: Request,
+    svc: ServicesDep,
+    ctx: ContextDep,
+    state: Literal["dead", "pending"] = "dead",
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """Embedding jobs in ``state`` (default the dead letters) with attempts and last error."""
+    items, nxt = await svc.memory.outbox(ctx, state=state, after=after, limit=limit)
+    return ok(request, {"items": items, "next_after": nxt})
+
+
+@router.post("/outbox/replay", operation_id="admin.outbox.replay")
+async def replay(
+    request: Request, svc: ServicesDep, ctx: ContextDep, body: ReplayIn | None = None
+) -> Response:
+    """Requeue dead jobs with a fresh attempt count: ``{replayed: n}``."""
+    ids = body.ids if body is not None else None
+    return ok(request, {"replayed": await svc.memory.replay(ctx, ids)})
+
+
+@router.post("/memory/reindex", operation_id="admin.memory.reindex")
+async def reindex(
+    request: Request, svc: ServicesDep, ctx: ContextDep, body: ReindexIn | None = None
+) -> Response:
+    """Queue re-embedding (after an embedding-model change): ``{queued, embedding_model}``.
+    Progress shows as ``index_backlog`` in ``GET /v1/memory/stats``."""
+    queued = await svc.memory.reindex(ctx, everything=body.all if body else False)
+    return ok(request, {"queued": queued, "embedding_model": svc.memory.embedder.name})

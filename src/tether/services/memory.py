@@ -1,0 +1,312 @@
+"""Memory use-cases: remember, recall, patch, forget, history, feed, browse, export/import,
+the outbox admin, and the in-process vector index's lifecycle.
+
+Every call is scoped to ``ctx.tenant_id``. Writes commit text, keyword index, change log
+and outbox job in one ``store.write`` and then wake the indexer; the vector follows
+asynchronously (ARCHITECTURE §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from tether.config import Settings
+from tether.domain.time import now_ms
+from tether.errors import EmbedderUnavailable
+from tether.memory.embedders import Embedder, build_embedder
+from tether.memory.indexer import Indexer
+from tether.memory.ranking import RankingParams
+from tether.memory.recall import Recall
+from tether.memory.schemas import MemoryImport, MemoryIn, MemoryPatch, SearchIn
+from tether.memory.vectors import VectorIndex
+from tether.services.context import RequestContext
+from tether.store import sql_memory as qm
+from tether.store import sql_outbox as qo
+from tether.store import sql_recall as qr
+from tether.store.sqlite import SQLiteStore
+
+__all__ = ["MemoryService", "build_memory"]
+
+log = logging.getLogger("tether.services.memory")
+
+# Rows per read when rebuilding the vector index at start or streaming an export.
+_PAGE = 2000
+# Cache the embedder readiness probe this long (s): /readyz may be polled every second.
+_PROBE_TTL_S = 5.0
+
+
+class MemoryService:
+    """Memory use-cases over a store, an embedder and a vector index.
+
+    Args:
+        store: The SQLite store.
+        embedder: The embedder used for queries (and, by the indexer, for memories).
+        index: The in-process vector index.
+        recall: The search use-case.
+        wake: Called after each commit that queued embedding jobs (the indexer's ``wake``).
+    """
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        embedder: Embedder,
+        index: VectorIndex,
+        recall: Recall,
+        *,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.index = index
+        self.recall = recall
+        self.wake = wake
+        self._pending: set[asyncio.Task[None]] = set()
+        self._probe: tuple[float, dict[str, Any]] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def load_index(self) -> int:
+        """Rebuild the vector index from the store's vectors of the current model.
+
+        Returns:
+            How many vectors were loaded.
+        """
+        model = self.embedder.name
+        after = 0
+        total = 0
+        while True:
+            page = await self.store.read(
+                functools.partial(qo.load_vectors, model=model, after_pk=after, limit=_PAGE)
+            )
+            if not page:
+                break
+            by_tenant: dict[str, list[tuple[str, str, int, str, bytes]]] = {}
+            for row in page:
+                by_tenant.setdefault(row[0], []).append(row)
+            for tenant_id, rows in by_tenant.items():
+                vectors = np.stack([np.frombuffer(r[4], dtype="<f4") for r in rows])
+                entries = [(r[2], r[1], r[3]) for r in rows]
+                total += await asyncio.to_thread(self.index.add, tenant_id, model, entries, vectors)
+            after = page[-1][2]
+        log.info("vector index loaded: %d vectors of %s", total, model)
+        return total
+
+    async def drain(self) -> None:
+        """Wait for background writes (access statistics) still in flight."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def embedder_check(self) -> dict[str, Any]:
+        """Readiness of the embedder: ``{name, kind, status, latency_ms, detail}``.
+
+        Embeds one short text (cached for a few seconds). ``status`` is ``"ok"`` or
+        ``"down"``.
+        """
+        now = time.monotonic()
+        if self._probe is not None and now - self._probe[0] < _PROBE_TTL_S:
+            return self._probe[1]
+        t0 = time.perf_counter()
+        status, detail = "ok", None
+        try:
+            await asyncio.to_thread(self.embedder.embed, ["ping"])
+        except EmbedderUnavailable as exc:
+            status, detail = "down", exc.message
+        result = {
+            "name": "embedder",
+            "kind": self.embedder.name,
+            "status": status,
+            "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+            "detail": detail,
+        }
+        self._probe = (now, result)
+        return result
+
+    # -- remember ------------------------------------------------------------------------
+    async def remember(
+        self, ctx: RequestContext, items: Sequence[MemoryIn]
+    ) -> list[dict[str, Any]]:
+        """Store items in one transaction (all or nothing).
+
+        Returns:
+            Per item ``{id, created, deduplicated, replayed}``.
+
+        Raises:
+            Conflict: An idempotency key reused with a different body.
+        """
+        now = now_ms()
+        out = await self.store.write(lambda c: qm.remember(c, ctx.tenant_id, items, now=now))
+        if any(r["created"] and not r["replayed"] for r in out):
+            self.wake()
+        return out
+
+    async def remember_one(self, ctx: RequestContext, item: MemoryIn) -> dict[str, Any]:
+        """Store one memory; returns ``{memory, created, deduplicated, replayed}``."""
+        (res,) = await self.remember(ctx, [item])
+        memory = await self.get(ctx, res["id"], include_deleted=True)
+        return {**res, "memory": memory}
+
+    async def get(
+        self, ctx: RequestContext, memory_id: str, *, include_deleted: bool = False
+    ) -> dict[str, Any]:
+        return await self.store.read(
+            lambda c: qm.get_memory(c, ctx.tenant_id, memory_id, include_deleted=include_deleted)
+        )
+
+    async def patch(self, ctx: RequestContext, memory_id: str, body: MemoryPatch) -> dict[str, Any]:
+        """A new version; a new text is re-embedded. Raises NotFound, Conflict."""
+        fields = {name: getattr(body, name) for name in body.model_fields_set}
+        now = now_ms()
+        res = await self.store.write(
+            lambda c: qm.patch_memory(c, ctx.tenant_id, memory_id, fields, now=now)
+        )
+        if res.text_changed:
+            self.index.invalidate(ctx.tenant_id, res.pk, res.content_hash)
+            self.wake()
+        return res.record
+
+    async def forget(self, ctx: RequestContext, memory_id: str, *, purge: bool) -> dict[str, Any]:
+        """Tombstone (or purge) a memory. Raises NotFound."""
+        now = now_ms()
+        res = await self.store.write(
+            lambda c: qm.forget(c, ctx.tenant_id, memory_id, purge=purge, now=now)
+        )
+        if res.text_changed:
+            self.index.invalidate(ctx.tenant_id, res.pk, None)
+        return res.record
+
+    # -- read ----------------------------------------------------------------------------
+    async def history(self, ctx: RequestContext, memory_id: str) -> list[dict[str, Any]]:
+        return await self.store.read(lambda c: qm.history(c, ctx.tenant_id, memory_id))
+
+    async def changes(
+        self, ctx: RequestContext, *, after: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        return await self.store.read(
+            lambda c: qm.changes(c, ctx.tenant_id, after=after, limit=limit)
+        )
+
+    async def browse(
+        self, ctx: RequestContext, f: qm.MemoryFilter, *, before: int | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        now = now_ms()
+        return await self.store.read(
+            lambda c: qm.browse(c, ctx.tenant_id, f, before=before, limit=limit, now=now)
+        )
+
+    async def export(self, ctx: RequestContext, f: qm.MemoryFilter) -> AsyncIterator[bytes]:
+        """NDJSON lines (one memory each, ingest order), read page by page."""
+        now = now_ms()
+        after: int | None = 0
+        while after is not None:
+            items, after = await self.store.read(
+                functools.partial(
+                    qm.export_page, tenant_id=ctx.tenant_id, f=f, after=after, limit=_PAGE, now=now
+                )
+            )
+            if items:
+                yield b"".join(orjson.dumps(item) + b"\n" for item in items)
+
+    async def import_(self, ctx: RequestContext, items: Sequence[MemoryImport]) -> dict[str, Any]:
+        """Import export lines in one transaction; see :func:`sql_memory.import_memories`."""
+        now = now_ms()
+        res = await self.store.write(lambda c: qm.import_memories(c, ctx.tenant_id, items, now=now))
+        if res["imported"]:
+            self.wake()
+        return res
+
+    async def search(self, ctx: RequestContext, body: SearchIn) -> dict[str, Any]:
+        """Hybrid recall; returns ``{results, degraded, mode, embedding_model}``.
+
+        Returned memories get ``last_accessed_at``/``access_count`` updated by a background
+        write (durable once committed; awaited at shutdown by :meth:`drain`).
+        """
+        now = now_ms()
+        outcome = await self.recall.search(ctx.tenant_id, body, now=now)
+        if outcome.pks and body.touch:
+            pks = outcome.pks
+            task = asyncio.get_running_loop().create_task(
+                self.store.write(lambda c: qr.touch(c, ctx.tenant_id, pks, now=now))
+            )
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        return {
+            "results": outcome.results,
+            "degraded": outcome.degraded,
+            "mode": body.mode,
+            "embedding_model": self.embedder.name,
+        }
+
+    async def stats(self, ctx: RequestContext) -> dict[str, Any]:
+        """``{count, deleted, index_backlog, dead_letters, embedding_model, indexed,
+        vector_search}`` (``vector_search``: ``"exact"`` or ``"hnsw"``)."""
+        counts = await self.store.read(lambda c: qm.stats(c, ctx.tenant_id))
+        model = self.embedder.name
+        return {
+            **counts,
+            "embedding_model": model,
+            "indexed": self.index.count(ctx.tenant_id, model),
+            "vector_search": "hnsw" if self.index.uses_hnsw(ctx.tenant_id, model) else "exact",
+        }
+
+    # -- outbox admin --------------------------------------------------------------------
+    async def outbox(
+        self, ctx: RequestContext, *, state: str, after: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        return await self.store.read(
+            lambda c: qo.list_jobs(c, ctx.tenant_id, state=state, after=after, limit=limit)
+        )
+
+    async def replay(self, ctx: RequestContext, ids: Sequence[int] | None) -> int:
+        """Requeue dead jobs (all, or ``ids``); returns how many."""
+        now = now_ms()
+        n = await self.store.write(lambda c: qo.replay(c, ctx.tenant_id, ids, now=now))
+        if n:
+            self.wake()
+        return n
+
+    async def reindex(self, ctx: RequestContext, *, everything: bool) -> int:
+        """Queue re-embedding of memories lacking a current-model vector (or all)."""
+        now = now_ms()
+        model = self.embedder.name
+        n = await self.store.write(
+            lambda c: qo.enqueue_reindex(
+                c, ctx.tenant_id, model=model, everything=everything, now=now
+            )
+        )
+        if n:
+            self.wake()
+        return n
+
+
+def build_memory(store: SQLiteStore, settings: Settings) -> tuple[MemoryService, Indexer]:
+    """The memory service and its indexer for ``settings`` (nothing starts or loads yet:
+    the ONNX model loads on first use; the app lifespan loads the index and starts the
+    indexer).
+
+    Raises:
+        ValueError: ``settings.embedder`` is not a valid embedder spec.
+    """
+    embedder = build_embedder(settings.embedder, api_key=settings.embedder_api_key)
+    index = VectorIndex(hnsw_threshold=settings.hnsw_threshold)
+    indexer = Indexer(
+        store,
+        embedder,
+        index,
+        batch_size=settings.indexer_batch_size,
+        max_attempts=settings.indexer_max_attempts,
+        retry_base_ms=settings.indexer_retry_base_ms,
+        retry_max_ms=settings.indexer_retry_max_ms,
+    )
+    params = RankingParams(half_life_days=settings.recall_half_life_days)
+    recall = Recall(
+        store, embedder, index, params=params, embedder_down=lambda: indexer.embedder_down
+    )
+    service = MemoryService(store, embedder, index, recall, wake=indexer.wake)
+    return service, indexer

@@ -1,0 +1,551 @@
+"""Memory SQL: remember (dedupe, idempotency), get, patch, forget, history, browse, import.
+
+Functions here run inside :meth:`SQLiteStore.write`/``read`` callbacks; they take the
+connection first, never commit, and scope every statement by ``tenant_id``. Each write
+appends to ``memory_changes`` (the change log, global ``lsn``) and, when the text is new,
+queues an embedding job in ``memory_outbox``, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tether.domain.merge_patch import merge_patch
+from tether.domain.time import iso, new_id, to_ms
+from tether.errors import Conflict, NotFound
+from tether.memory.schemas import MemoryImport, MemoryIn, content_hash
+from tether.store.rows import body_hash, dumps, loads
+
+_INSERT = (
+    "INSERT INTO memories (tenant_id, id, namespace, text, kind, tags, metadata, importance, "
+    "source_session_id, source_event_id, occurred_at, created_at, updated_at, expires_at, "
+    "content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def memory_dict(row: sqlite3.Row) -> dict[str, Any]:
+    """The public shape of a memory row (times RFC 3339 UTC, JSON columns decoded)."""
+    return {
+        "id": row["id"],
+        "namespace": row["namespace"],
+        "text": row["text"],
+        "kind": row["kind"],
+        "tags": loads(row["tags"]),
+        "metadata": loads(row["metadata"]),
+        "importance": row["importance"],
+        "source_session_id": row["source_session_id"],
+        "source_event_id": row["source_event_id"],
+        "occurred_at": iso(row["occurred_at"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "last_accessed_at": iso(row["last_accessed_at"]),
+        "access_count": row["access_count"],
+        "expires_at": iso(row["expires_at"]),
+        "deleted_at": iso(row["deleted_at"]),
+        "content_hash": row["content_hash"],
+        "embedding_model": row["embedding_model"],
+        "version": row["version"],
+    }
+
+
+@dataclass(slots=True)
+class MemoryFilter:
+    """Filters shared by browse, export and search (all optional; ANDed).
+
+    Attributes:
+        namespaces: Any of these namespaces (empty: all of the tenant's).
+        kinds: Any of these kinds.
+        tags: All of these tags.
+        metadata: Top-level metadata key equals the scalar (``None``: JSON null).
+        since_ms / until_ms: Inclusive bounds on ``occurred_at`` (``created_at`` when the
+            memory has no event time), ms since the epoch.
+        session: ``source_session_id`` equals.
+        q: Case-insensitive substring of the text (browse only; search uses FTS5).
+        include_expired: Also memories whose ``expires_at`` has passed.
+        include_deleted: Also tombstones.
+    """
+
+    namespaces: Sequence[str] = ()
+    kinds: Sequence[str] = ()
+    tags: Sequence[str] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    since_ms: int | None = None
+    until_ms: int | None = None
+    session: str | None = None
+    q: str | None = None
+    include_expired: bool = False
+    include_deleted: bool = False
+
+
+def filter_sql(f: MemoryFilter, tenant_id: str, now: int) -> tuple[str, list[Any]]:
+    """``(where_sql, params)`` over table alias ``m`` for ``f``, scoped to ``tenant_id``."""
+    clauses = ["m.tenant_id=?"]
+    params: list[Any] = [tenant_id]
+    if f.namespaces:
+        clauses.append(f"m.namespace IN ({','.join('?' * len(f.namespaces))})")
+        params.extend(f.namespaces)
+    if f.kinds:
+        clauses.append(f"m.kind IN ({','.join('?' * len(f.kinds))})")
+        params.extend(f.kinds)
+    for tag in f.tags:
+        clauses.append("EXISTS (SELECT 1 FROM json_each(m.tags) WHERE json_each.value=?)")
+        params.append(tag)
+    for key, value in f.metadata.items():
+        path = f'$."{key}"'
+        if value is None:
+            clauses.append("json_type(m.metadata, ?)='null'")
+            params.append(path)
+        else:
+            clauses.append("json_extract(m.metadata, ?)=?")
+            params.extend([path, value])
+    if f.since_ms is not None:
+        clauses.append("coalesce(m.occurred_at, m.created_at)>=?")
+        params.append(f.since_ms)
+    if f.until_ms is not None:
+        clauses.append("coalesce(m.occurred_at, m.created_at)<=?")
+        params.append(f.until_ms)
+    if f.session is not None:
+        clauses.append("m.source_session_id=?")
+        params.append(f.session)
+    if f.q:
+        escaped = f.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clauses.append("lower(m.text) LIKE ? ESCAPE '\\'")
+        params.append(f"%{escaped}%")
+    if not f.include_deleted:
+        clauses.append("m.deleted_at IS NULL")
+    if not f.include_expired:
+        clauses.append("(m.expires_at IS NULL OR m.expires_at>?)")
+        params.append(now)
+    return " AND ".join(clauses), params
+
+
+# -- change log and outbox ------------------------------------------------------------------
+def _log_change(conn: sqlite3.Connection, row: sqlite3.Row, op: str, now: int) -> int:
+    cur = conn.execute(
+        "INSERT INTO memory_changes (tenant_id, memory_id, namespace, op, version, at, snapshot) "
+        "VALUES (?,?,?,?,?,?,?)",
+        (
+            row["tenant_id"],
+            row["id"],
+            row["namespace"],
+            op,
+            row["version"],
+            now,
+            dumps(memory_dict(row)),
+        ),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def enqueue(conn: sqlite3.Connection, tenant_id: str, memory_pk: int, now: int) -> None:
+    """Queue an embedding job for the memory (the indexer embeds its text as of then)."""
+    conn.execute(
+        "INSERT INTO memory_outbox (tenant_id, memory_pk, next_attempt_at, created_at, "
+        "updated_at) VALUES (?,?,?,?,?)",
+        (tenant_id, memory_pk, now, now, now),
+    )
+
+
+def _by_pk(conn: sqlite3.Connection, pk: int) -> sqlite3.Row:
+    row: sqlite3.Row = conn.execute("SELECT * FROM memories WHERE pk=?", (pk,)).fetchone()
+    return row
+
+
+def _row(
+    conn: sqlite3.Connection, tenant_id: str, memory_id: str, *, include_deleted: bool = False
+) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM memories WHERE tenant_id=? AND id=?", (tenant_id, memory_id)
+    ).fetchone()
+    if row is None or (row["deleted_at"] is not None and not include_deleted):
+        raise NotFound(f"memory {memory_id!r} not found", details={"memory_id": memory_id})
+    return row
+
+
+# -- remember -------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Added:
+    """One remembered item: the row, and whether it was new (else a dedupe hit)."""
+
+    row: sqlite3.Row
+    created: bool
+
+
+def add_memory(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    fields: Mapping[str, Any],
+    *,
+    now: int,
+    memory_id: str | None = None,
+    created_at: int | None = None,
+) -> Added:
+    """Insert a memory with its FTS row, ``add`` change and outbox job, or find its twin.
+
+    Args:
+        fields: ``namespace``, ``text`` and optional ``kind``, ``tags``, ``metadata``,
+            ``importance``, ``occurred_at``/``expires_at`` (datetimes), source ids.
+        memory_id: Keep this id (import); a new ULID otherwise.
+        created_at: Keep this ingest time in ms (import); ``now`` otherwise.
+
+    Returns:
+        The new row (``created``), or the live memory with the same normalised text in the
+        same namespace (``created=False``: dedupe; nothing is written).
+    """
+    text: str = fields["text"]
+    digest = content_hash(text)
+    twin = conn.execute(
+        "SELECT * FROM memories WHERE tenant_id=? AND namespace=? AND content_hash=? "
+        "AND deleted_at IS NULL",
+        (tenant_id, fields["namespace"], digest),
+    ).fetchone()
+    if twin is not None:
+        return Added(twin, created=False)
+    cur = conn.execute(
+        _INSERT,
+        (
+            tenant_id,
+            memory_id or new_id(),
+            fields["namespace"],
+            text,
+            fields.get("kind") or "fact",
+            dumps(fields.get("tags") or []),
+            dumps(fields.get("metadata") or {}),
+            fields.get("importance", 0.5),
+            fields.get("source_session_id"),
+            fields.get("source_event_id"),
+            to_ms(fields.get("occurred_at")),
+            created_at if created_at is not None else now,
+            now,
+            to_ms(fields.get("expires_at")),
+            digest,
+        ),
+    )
+    pk = int(cur.lastrowid or 0)
+    conn.execute("INSERT INTO memories_fts (rowid, text) VALUES (?,?)", (pk, text))
+    row = _by_pk(conn, pk)
+    _log_change(conn, row, "add", now)
+    enqueue(conn, tenant_id, pk, now)
+    return Added(row, created=True)
+
+
+def remember(
+    conn: sqlite3.Connection, tenant_id: str, items: Sequence[MemoryIn], *, now: int
+) -> list[dict[str, Any]]:
+    """Remember items in order (the caller's transaction makes a batch all-or-nothing).
+
+    An item whose ``idempotency_key`` is known returns the original outcome
+    (``replayed: true``); the same key with a different body raises :class:`Conflict`.
+
+    Returns:
+        Per item ``{"id", "created", "deduplicated", "replayed"}``.
+
+    Raises:
+        Conflict: An idempotency key reused with another body (409; nothing is written).
+    """
+    out: list[dict[str, Any]] = []
+    for item in items:
+        fields = item.model_dump(exclude={"idempotency_key"})
+        key = item.idempotency_key
+        digest = ""
+        if key is not None:
+            digest = body_hash(item.model_dump(mode="json", exclude={"idempotency_key"}))
+            prior = conn.execute(
+                "SELECT body_hash, result FROM memory_idempotency WHERE tenant_id=? AND key=?",
+                (tenant_id, key),
+            ).fetchone()
+            if prior is not None:
+                if prior["body_hash"] != digest:
+                    raise Conflict(
+                        "idempotency key was used with a different body",
+                        details={"idempotency_key": key},
+                    )
+                out.append({**loads(prior["result"]), "replayed": True})
+                continue
+        added = add_memory(conn, tenant_id, fields, now=now)
+        result = {
+            "id": added.row["id"],
+            "created": added.created,
+            "deduplicated": not added.created,
+        }
+        if key is not None:
+            conn.execute(
+                "INSERT INTO memory_idempotency (tenant_id, key, body_hash, result, created_at) "
+                "VALUES (?,?,?,?,?)",
+                (tenant_id, key, digest, dumps(result), now),
+            )
+        out.append({**result, "replayed": False})
+    return out
+
+
+def get_memory(
+    conn: sqlite3.Connection, tenant_id: str, memory_id: str, *, include_deleted: bool = False
+) -> dict[str, Any]:
+    """The memory, or :class:`NotFound` (also for a tombstone unless ``include_deleted``,
+    and for another tenant's id)."""
+    return memory_dict(_row(conn, tenant_id, memory_id, include_deleted=include_deleted))
+
+
+# -- patch and forget -----------------------------------------------------------------------
+@dataclass(slots=True)
+class Changed:
+    """A patch or forget: the public record, the row key, and the text hash the vector
+    index should expect for it afterwards (``None``: no vector; unchanged: no update)."""
+
+    record: dict[str, Any]
+    pk: int
+    text_changed: bool
+    content_hash: str | None
+
+
+def _ms_or_none(value: datetime | None) -> int | None:
+    return to_ms(value)
+
+
+def patch_memory(
+    conn: sqlite3.Connection, tenant_id: str, memory_id: str, fields: Mapping[str, Any], *, now: int
+) -> Changed:
+    """Apply a patch as a new version (``update`` change); a new text is re-indexed.
+
+    Raises:
+        NotFound: Unknown, deleted, or another tenant's memory.
+        Conflict: The new text duplicates another live memory in the namespace.
+    """
+    row = _row(conn, tenant_id, memory_id)
+    pk = int(row["pk"])
+    sets: dict[str, Any] = {}
+    text_changed = False
+    new_hash: str = row["content_hash"]
+    if "text" in fields and fields["text"] is not None and fields["text"] != row["text"]:
+        new_hash = content_hash(fields["text"])
+        if new_hash != row["content_hash"]:
+            twin = conn.execute(
+                "SELECT id FROM memories WHERE tenant_id=? AND namespace=? AND content_hash=? "
+                "AND deleted_at IS NULL AND pk<>?",
+                (tenant_id, row["namespace"], new_hash, pk),
+            ).fetchone()
+            if twin is not None:
+                raise Conflict(
+                    "another memory in this namespace has the same text",
+                    details={"memory_id": twin["id"]},
+                )
+            text_changed = True
+            sets["content_hash"] = new_hash
+            sets["embedding_model"] = None
+        sets["text"] = fields["text"]
+    for name in ("kind", "importance"):
+        if fields.get(name) is not None and fields[name] != row[name]:
+            sets[name] = fields[name]
+    if fields.get("tags") is not None and fields["tags"] != loads(row["tags"]):
+        sets["tags"] = dumps(fields["tags"])
+    if fields.get("metadata") is not None:
+        merged = merge_patch(loads(row["metadata"]), fields["metadata"])
+        if merged != loads(row["metadata"]):
+            sets["metadata"] = dumps(merged)
+    for name in ("occurred_at", "expires_at"):
+        if name in fields and _ms_or_none(fields[name]) != row[name]:
+            sets[name] = _ms_or_none(fields[name])
+    if not sets:
+        return Changed(memory_dict(row), pk, False, row["content_hash"])
+    sets["version"] = row["version"] + 1
+    sets["updated_at"] = now
+    assignments = ", ".join(f"{name}=?" for name in sets)
+    conn.execute(f"UPDATE memories SET {assignments} WHERE pk=?", (*sets.values(), pk))
+    if "text" in sets:
+        conn.execute(
+            "INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', ?, ?)",
+            (pk, row["text"]),
+        )
+        conn.execute("INSERT INTO memories_fts (rowid, text) VALUES (?,?)", (pk, sets["text"]))
+    if text_changed:
+        conn.execute("DELETE FROM memory_vectors WHERE memory_pk=?", (pk,))
+        enqueue(conn, tenant_id, pk, now)
+    updated = _by_pk(conn, pk)
+    _log_change(conn, updated, "update", now)
+    return Changed(memory_dict(updated), pk, text_changed, new_hash)
+
+
+def _drop_index_rows(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+    if row["deleted_at"] is None:  # tombstones already left the keyword index
+        conn.execute(
+            "INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', ?, ?)",
+            (row["pk"], row["text"]),
+        )
+    conn.execute("DELETE FROM memory_vectors WHERE memory_pk=?", (row["pk"],))
+    conn.execute("DELETE FROM memory_outbox WHERE memory_pk=?", (row["pk"],))
+
+
+def forget(
+    conn: sqlite3.Connection, tenant_id: str, memory_id: str, *, purge: bool, now: int
+) -> Changed:
+    """Tombstone a memory (``delete`` change), or hard-delete it with ``purge``.
+
+    A tombstone keeps the row and its history, hides it from search and get, and drops its
+    keyword, vector and outbox rows. Forgetting a tombstone again is a no-op. A purge
+    removes the row, nulls the text snapshots in its change log and appends a ``purge``
+    change, so feed consumers learn about it and the text is gone everywhere.
+
+    Raises:
+        NotFound: Unknown or another tenant's memory (a tombstone can still be purged).
+    """
+    row = _row(conn, tenant_id, memory_id, include_deleted=True)
+    pk = int(row["pk"])
+    if purge:
+        _drop_index_rows(conn, row)
+        conn.execute("DELETE FROM memories WHERE pk=?", (pk,))
+        conn.execute(
+            "UPDATE memory_changes SET snapshot=NULL WHERE tenant_id=? AND memory_id=?",
+            (tenant_id, memory_id),
+        )
+        conn.execute(
+            "INSERT INTO memory_changes (tenant_id, memory_id, namespace, op, version, at) "
+            "VALUES (?,?,?,?,?,?)",
+            (tenant_id, memory_id, row["namespace"], "purge", row["version"] + 1, now),
+        )
+        return Changed({"id": memory_id, "purged": True}, pk, True, None)
+    if row["deleted_at"] is not None:
+        return Changed(memory_dict(row), pk, False, None)
+    _drop_index_rows(conn, row)
+    conn.execute(
+        "UPDATE memories SET deleted_at=?, updated_at=?, version=version+1, embedding_model=NULL "
+        "WHERE pk=?",
+        (now, now, pk),
+    )
+    tomb = _by_pk(conn, pk)
+    _log_change(conn, tomb, "delete", now)
+    return Changed(memory_dict(tomb), pk, True, None)
+
+
+# -- history, changes, browse ---------------------------------------------------------------
+def _change_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "lsn": row["lsn"],
+        "op": row["op"],
+        "memory_id": row["memory_id"],
+        "namespace": row["namespace"],
+        "version": row["version"],
+        "at": iso(row["at"]),
+        "memory": loads(row["snapshot"]),
+    }
+
+
+def history(conn: sqlite3.Connection, tenant_id: str, memory_id: str) -> list[dict[str, Any]]:
+    """Every change of one memory in lsn order (each with the memory as of then).
+
+    Raises:
+        NotFound: Unknown, purged, or another tenant's memory.
+    """
+    _row(conn, tenant_id, memory_id, include_deleted=True)
+    rows = conn.execute(
+        "SELECT * FROM memory_changes WHERE tenant_id=? AND memory_id=? ORDER BY lsn",
+        (tenant_id, memory_id),
+    ).fetchall()
+    return [_change_dict(r) for r in rows]
+
+
+def changes(
+    conn: sqlite3.Connection, tenant_id: str, *, after: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The change feed: ``(changes with lsn > after in lsn order, next_after)``.
+
+    ``next_after`` is the last lsn returned (``after`` when there is none): pass it back.
+    """
+    rows = conn.execute(
+        "SELECT * FROM memory_changes WHERE tenant_id=? AND lsn>? ORDER BY lsn LIMIT ?",
+        (tenant_id, after, limit),
+    ).fetchall()
+    items = [_change_dict(r) for r in rows]
+    return items, (items[-1]["lsn"] if items else after)
+
+
+def browse(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    f: MemoryFilter,
+    *,
+    before: int | None,
+    limit: int,
+    now: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Memories newest first (by row key); ``(items, next_cursor)`` with an opaque cursor."""
+    where, params = filter_sql(f, tenant_id, now)
+    if before is not None:
+        where += " AND m.pk<?"
+        params.append(before)
+    rows = conn.execute(
+        f"SELECT * FROM memories m WHERE {where} ORDER BY m.pk DESC LIMIT ?", (*params, limit + 1)
+    ).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [memory_dict(r) for r in rows], (str(rows[-1]["pk"]) if more and rows else None)
+
+
+def export_page(
+    conn: sqlite3.Connection, tenant_id: str, f: MemoryFilter, *, after: int, limit: int, now: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of an export in ingest order: ``(items, next_after or None at the end)``."""
+    where, params = filter_sql(f, tenant_id, now)
+    rows = conn.execute(
+        f"SELECT * FROM memories m WHERE {where} AND m.pk>? ORDER BY m.pk LIMIT ?",
+        (*params, after, limit),
+    ).fetchall()
+    return [memory_dict(r) for r in rows], (int(rows[-1]["pk"]) if len(rows) == limit else None)
+
+
+def import_memories(
+    conn: sqlite3.Connection, tenant_id: str, items: Sequence[MemoryImport], *, now: int
+) -> dict[str, Any]:
+    """Import export lines; an id that exists (in any state) or a live twin text is skipped.
+
+    Returns:
+        ``{"imported": n, "skipped": n, "ids": [...]}`` with ``ids`` aligned to the input
+        (the existing memory's id for a skipped line).
+    """
+    imported = skipped = 0
+    ids: list[str] = []
+    for item in items:
+        if item.id is not None:
+            known = conn.execute(
+                "SELECT id FROM memories WHERE tenant_id=? AND id=?", (tenant_id, item.id)
+            ).fetchone()
+            if known is not None:
+                skipped += 1
+                ids.append(item.id)
+                continue
+        added = add_memory(
+            conn,
+            tenant_id,
+            item.model_dump(exclude={"id", "created_at"}),
+            now=now,
+            memory_id=item.id,
+            created_at=to_ms(item.created_at),
+        )
+        imported += added.created
+        skipped += not added.created
+        ids.append(added.row["id"])
+    return {"imported": imported, "skipped": skipped, "ids": ids}
+
+
+def stats(conn: sqlite3.Connection, tenant_id: str) -> dict[str, int]:
+    """``{count, index_backlog, dead_letters, deleted}`` for the tenant (live = not deleted)."""
+    count, deleted = conn.execute(
+        "SELECT coalesce(sum(deleted_at IS NULL),0), coalesce(sum(deleted_at IS NOT NULL),0) "
+        "FROM memories WHERE tenant_id=?",
+        (tenant_id,),
+    ).fetchone()
+    by_state = dict(
+        conn.execute(
+            "SELECT state, count(*) FROM memory_outbox WHERE tenant_id=? GROUP BY state",
+            (tenant_id,),
+        ).fetchall()
+    )
+    return {
+        "count": int(count),
+        "deleted": int(deleted),
+        "index_backlog": int(by_state.get("pending", 0)),
+        "dead_letters": int(by_state.get("dead", 0)),
+    }

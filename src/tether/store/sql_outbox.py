@@ -1,0 +1,236 @@
+"""Outbox and vector SQL for the memory indexer (ARCHITECTURE §3).
+
+A job is a row of ``memory_outbox``: ``pending`` until its vector is committed (then the
+row is deleted), retried with backoff (``attempts``, ``next_attempt_at``), and moved to
+``dead`` after too many attempts, where an admin can list and replay it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tether.domain.time import iso
+
+# Keys per IN (...) list.
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A due embedding job with the memory's current text.
+
+    ``text`` is ``None`` when the memory is gone (purged, or tombstoned after the job was
+    queued): the job is then simply dropped.
+    """
+
+    id: int
+    tenant_id: str
+    memory_pk: int
+    attempts: int
+    namespace: str | None
+    text: str | None
+    content_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """A job's outcome to commit: the vector (float32 little-endian bytes) of ``text``."""
+
+    job: Job
+    vector: bytes
+    dim: int
+
+
+def due_jobs(conn: sqlite3.Connection, *, now: int, limit: int) -> list[Job]:
+    """Up to ``limit`` pending jobs due at ``now``, oldest due first, across tenants."""
+    rows = conn.execute(
+        "SELECT o.id, o.tenant_id, o.memory_pk, o.attempts, m.namespace, m.text, "
+        "m.content_hash, m.deleted_at FROM memory_outbox o "
+        "LEFT JOIN memories m ON m.pk = o.memory_pk "
+        "WHERE o.state='pending' AND o.next_attempt_at<=? ORDER BY o.next_attempt_at, o.id "
+        "LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    out = []
+    for r in rows:
+        gone = r["text"] is None or r["deleted_at"] is not None
+        out.append(
+            Job(
+                id=r["id"],
+                tenant_id=r["tenant_id"],
+                memory_pk=r["memory_pk"],
+                attempts=r["attempts"],
+                namespace=None if gone else r["namespace"],
+                text=None if gone else r["text"],
+                content_hash=None if gone else r["content_hash"],
+            )
+        )
+    return out
+
+
+def next_due_at(conn: sqlite3.Connection) -> int | None:
+    """When the earliest pending job is due (ms since the epoch), or ``None`` if none."""
+    value = conn.execute(
+        "SELECT min(next_attempt_at) FROM memory_outbox WHERE state='pending'"
+    ).fetchone()[0]
+    return None if value is None else int(value)
+
+
+def complete(
+    conn: sqlite3.Connection, model: str, done: Sequence[Embedded], drop: Sequence[int], now: int
+) -> list[Embedded]:
+    """Store vectors whose memory still has the embedded text, and delete the jobs.
+
+    Args:
+        model: The embedder's name, stored with each vector.
+        done: Embedded jobs.
+        drop: Ids of jobs to delete without a vector (their memory is gone).
+
+    Returns:
+        The entries whose vector was stored (a memory whose text changed or that was
+        deleted meanwhile is skipped: a newer job, or none, covers it).
+    """
+    stored: list[Embedded] = []
+    for item in done:
+        job = item.job
+        live = conn.execute(
+            "SELECT 1 FROM memories WHERE pk=? AND content_hash=? AND deleted_at IS NULL",
+            (job.memory_pk, job.content_hash),
+        ).fetchone()
+        if live is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO memory_vectors (memory_pk, model, tenant_id, "
+                "content_hash, dim, vector, created_at) VALUES (?,?,?,?,?,?,?)",
+                (job.memory_pk, model, job.tenant_id, job.content_hash, item.dim, item.vector, now),
+            )
+            conn.execute("UPDATE memories SET embedding_model=? WHERE pk=?", (model, job.memory_pk))
+            stored.append(item)
+    ids = [item.job.id for item in done] + list(drop)
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i : i + _IN_CHUNK]
+        conn.execute(f"DELETE FROM memory_outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+    return stored
+
+
+def fail(
+    conn: sqlite3.Connection,
+    jobs: Sequence[Job],
+    *,
+    error: str,
+    now: int,
+    max_attempts: int,
+    backoff_ms: Sequence[int],
+) -> int:
+    """Charge one failed attempt to each job: retry later, or dead-letter at the limit.
+
+    Args:
+        backoff_ms: Delay before the next attempt, aligned with ``jobs``.
+
+    Returns:
+        How many jobs went to the dead letters.
+    """
+    dead = 0
+    for job, delay in zip(jobs, backoff_ms, strict=True):
+        attempts = job.attempts + 1
+        state = "dead" if attempts >= max_attempts else "pending"
+        dead += state == "dead"
+        conn.execute(
+            "UPDATE memory_outbox SET attempts=?, state=?, next_attempt_at=?, last_error=?, "
+            "updated_at=? WHERE id=?",
+            (attempts, state, now + delay, error[:2000], now, job.id),
+        )
+    return dead
+
+
+def _job_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "memory_id": row["memory_id"],
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "next_attempt_at": iso(row["next_attempt_at"]),
+        "last_error": row["last_error"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def list_jobs(
+    conn: sqlite3.Connection, tenant_id: str, *, state: str, after: int, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The tenant's jobs in ``state`` by id: ``(items, next_after or None)``."""
+    rows = conn.execute(
+        "SELECT o.*, m.id AS memory_id FROM memory_outbox o "
+        "LEFT JOIN memories m ON m.pk = o.memory_pk "
+        "WHERE o.tenant_id=? AND o.state=? AND o.id>? ORDER BY o.id LIMIT ?",
+        (tenant_id, state, after, limit + 1),
+    ).fetchall()
+    items = [_job_dict(r) for r in rows[:limit]]
+    return items, (items[-1]["id"] if len(rows) > limit and items else None)
+
+
+def replay(conn: sqlite3.Connection, tenant_id: str, ids: Sequence[int] | None, *, now: int) -> int:
+    """Requeue the tenant's dead jobs (all, or those in ``ids``) with a fresh attempt count.
+
+    Returns:
+        How many jobs were requeued.
+    """
+    sql = (
+        "UPDATE memory_outbox SET state='pending', attempts=0, next_attempt_at=?, updated_at=? "
+        "WHERE tenant_id=? AND state='dead'"
+    )
+    if ids is None:
+        return conn.execute(sql, (now, now, tenant_id)).rowcount
+    total = 0
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = list(ids[i : i + _IN_CHUNK])
+        total += conn.execute(
+            f"{sql} AND id IN ({','.join('?' * len(chunk))})", (now, now, tenant_id, *chunk)
+        ).rowcount
+    return total
+
+
+def enqueue_reindex(
+    conn: sqlite3.Connection, tenant_id: str, *, model: str, everything: bool, now: int
+) -> int:
+    """Queue embedding jobs for the tenant's live memories lacking a ``model`` vector.
+
+    With ``everything``, every live memory is re-embedded. Memories that already have a
+    pending job are skipped.
+
+    Returns:
+        How many jobs were queued.
+    """
+    stale = "" if everything else "AND (m.embedding_model IS NULL OR m.embedding_model<>?)"
+    params: list[Any] = [now, now, now, tenant_id]
+    if not everything:
+        params.append(model)
+    return conn.execute(
+        "INSERT INTO memory_outbox (tenant_id, memory_pk, next_attempt_at, created_at, "
+        "updated_at) SELECT m.tenant_id, m.pk, ?, ?, ? FROM memories m "
+        f"WHERE m.tenant_id=? AND m.deleted_at IS NULL {stale} AND NOT EXISTS "
+        "(SELECT 1 FROM memory_outbox o WHERE o.memory_pk=m.pk AND o.state='pending')",
+        params,
+    ).rowcount
+
+
+def load_vectors(
+    conn: sqlite3.Connection, *, model: str, after_pk: int, limit: int
+) -> list[tuple[str, str, int, str, bytes]]:
+    """A page of live, current vectors of ``model`` across tenants, by memory pk.
+
+    Returns:
+        ``(tenant_id, namespace, memory_pk, content_hash, vector_bytes)`` rows; a vector
+        whose ``content_hash`` no longer matches its memory's text is left out.
+    """
+    rows = conn.execute(
+        "SELECT m.tenant_id, m.namespace, m.pk, m.content_hash, v.vector FROM memory_vectors v "
+        "JOIN memories m ON m.pk = v.memory_pk "
+        "WHERE v.model=? AND v.memory_pk>? AND m.deleted_at IS NULL "
+        "AND v.content_hash = m.content_hash ORDER BY v.memory_pk LIMIT ?",
+        (model, after_pk, limit),
+    ).fetchall()
+    return [(r[0], r[1], int(r[2]), r[3], bytes(r[4])) for r in rows]

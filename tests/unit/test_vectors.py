@@ -1,0 +1,101 @@
+"""The in-process vector index: exact and HNSW search agree, namespaces never leak,
+invalidation wins over a late add, removal and replacement."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import numpy.typing as npt
+
+from tether.memory.vectors import VectorIndex
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int = 32) -> npt.NDArray[np.float32]:
+    # Clustered vectors (HNSW recall collapses on structureless noise; see DEPENDENCY-FACTS).
+    centres = rng.standard_normal((8, dim))
+    x = centres[rng.integers(0, 8, n)] + 0.3 * rng.standard_normal((n, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32)
+
+
+def _brute(
+    vecs: npt.NDArray[np.float32], keys: list[int], q: npt.NDArray[np.float32], k: int
+) -> list[int]:
+    sims = vecs @ q
+    return [keys[i] for i in np.argsort(-sims, kind="stable")[:k]]
+
+
+def test_exact_search_matches_brute_force_and_filters_namespaces() -> None:
+    rng = np.random.default_rng(1)
+    vecs = _unit(rng, 300)
+    index = VectorIndex(hnsw_threshold=10_000)
+    entries = [(i + 1, "a" if i % 3 else "b", f"h{i}") for i in range(300)]
+    assert index.add("t", "m", entries, vecs) == 300
+    q = vecs[7]
+    got = [k for k, _ in index.search("t", "m", q, 10)]
+    assert got == _brute(vecs, [e[0] for e in entries], q, 10)
+    only_b = index.search("t", "m", q, 10, namespaces=["b"])
+    assert {k for k, _ in only_b} <= {e[0] for e in entries if e[1] == "b"}
+    assert len(only_b) == 10
+    assert index.search("t", "m", q, 5, namespaces=["missing"]) == []
+    assert index.search("other-tenant", "m", q, 5) == []
+    assert index.search("t", "other-model", q, 5) == []
+
+
+def test_hnsw_results_agree_with_exact_search_and_respect_namespaces() -> None:
+    rng = np.random.default_rng(2)
+    vecs = _unit(rng, 600)
+    index = VectorIndex(hnsw_threshold=100)
+    entries = [(i + 1, "x" if i < 500 else "y", f"h{i}") for i in range(600)]
+    index.add("t", "m", entries, vecs)
+    deadline = time.monotonic() + 30
+    while not index.uses_hnsw("t", "m"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    keys = [e[0] for e in entries]
+    agree = 0
+    for qi in range(0, 600, 30):
+        got = [k for k, _ in index.search("t", "m", vecs[qi], 10)]
+        agree += len(set(got) & set(_brute(vecs, keys, vecs[qi], 10)))
+    assert agree / (20 * 10) >= 0.95
+    # A selective namespace (100 of 600 rows) still returns only, and enough of, its rows.
+    only_y = index.search("t", "m", vecs[0], 10, namespaces=["y"])
+    assert len(only_y) == 10
+    assert all(k > 500 for k, _ in only_y)
+    # Rows added after the graph was built are found at once (scored exactly until synced).
+    extra = _unit(np.random.default_rng(3), 1)
+    index.add("t", "m", [(9999, "x", "new")], extra)
+    assert index.search("t", "m", extra[0], 1)[0][0] == 9999
+
+
+def test_invalidate_beats_a_late_add_in_either_order() -> None:
+    rng = np.random.default_rng(4)
+    v = _unit(rng, 2)
+    index = VectorIndex(hnsw_threshold=1000)
+    index.add("t", "m", [(1, "n", "old")], v[:1])
+    # The text changed (commit order: indexer stored "old", then the patch committed), but
+    # the patch's invalidation reaches the index before the indexer's add of "old".
+    index.invalidate("t", 1, "new")
+    assert index.add("t", "m", [(1, "n", "old")], v[:1]) == 0
+    assert index.search("t", "m", v[0], 5) == []
+    assert index.add("t", "m", [(1, "n", "new")], v[1:]) == 1
+    assert index.search("t", "m", v[1], 5)[0][0] == 1
+    # Forgotten: nothing for that key is accepted again.
+    index.invalidate("t", 1, None)
+    assert index.count("t", "m") == 0
+    assert index.add("t", "m", [(1, "n", "new")], v[1:]) == 0
+
+
+def test_replacing_and_removing_keep_rows_consistent() -> None:
+    rng = np.random.default_rng(5)
+    vecs = _unit(rng, 50)
+    index = VectorIndex(hnsw_threshold=1000)
+    index.add("t", "m", [(i, "n", "h") for i in range(50)], vecs)
+    for key in range(0, 50, 2):
+        index.invalidate("t", key, "h2")
+    assert index.count("t", "m") == 25
+    for key in range(1, 50, 2):
+        top = index.search("t", "m", vecs[key], 1)
+        assert top[0][0] == key
+        assert abs(top[0][1] - 1.0) < 1e-5
