@@ -118,10 +118,8 @@ def read_tether(path: Path) -> Iterator[Conversation]:
     items: list[Any]
     try:
         parsed = orjson.loads(raw)
-        if isinstance(parsed, dict):  # {"sessions": [...]}, or one session (one-line NDJSON)
-            items = parsed["sessions"] if "sessions" in parsed else [parsed]
-        else:
-            items = parsed
+        # {"sessions": [...]}, a list, or one session (a one-line NDJSON file)
+        items = parsed.get("sessions", [parsed]) if isinstance(parsed, dict) else parsed
     except orjson.JSONDecodeError:
         try:
             items = [orjson.loads(line) for line in raw.splitlines() if line.strip()]

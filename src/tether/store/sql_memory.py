@@ -18,6 +18,7 @@ from tether.domain.merge_patch import merge_patch
 from tether.domain.time import iso, new_id, to_ms
 from tether.errors import Conflict, NotFound
 from tether.memory.schemas import MemoryImport, MemoryIn, content_hash
+from tether.store import sql_keyword as keyword
 from tether.store.rows import body_hash, dumps, loads
 
 _INSERT = (
@@ -226,7 +227,7 @@ def add_memory(
         ),
     )
     pk = int(cur.lastrowid or 0)
-    conn.execute("INSERT INTO memories_fts (rowid, text) VALUES (?,?)", (pk, text))
+    keyword.index(conn, pk, tenant_id, fields["namespace"], text)
     row = _by_pk(conn, pk)
     _log_change(conn, row, "add", now)
     enqueue(conn, tenant_id, pk, now)
@@ -356,11 +357,8 @@ def patch_memory(
     assignments = ", ".join(f"{name}=?" for name in sets)
     conn.execute(f"UPDATE memories SET {assignments} WHERE pk=?", (*sets.values(), pk))
     if "text" in sets:
-        conn.execute(
-            "INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', ?, ?)",
-            (pk, row["text"]),
-        )
-        conn.execute("INSERT INTO memories_fts (rowid, text) VALUES (?,?)", (pk, sets["text"]))
+        keyword.unindex(conn, pk, tenant_id, row["namespace"], row["text"])
+        keyword.index(conn, pk, tenant_id, row["namespace"], sets["text"])
     if text_changed:
         conn.execute("DELETE FROM memory_vectors WHERE memory_pk=?", (pk,))
         enqueue(conn, tenant_id, pk, now)
@@ -371,10 +369,7 @@ def patch_memory(
 
 def _drop_index_rows(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
     if row["deleted_at"] is None:  # tombstones already left the keyword index
-        conn.execute(
-            "INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', ?, ?)",
-            (row["pk"], row["text"]),
-        )
+        keyword.unindex(conn, row["pk"], row["tenant_id"], row["namespace"], row["text"])
     conn.execute("DELETE FROM memory_vectors WHERE memory_pk=?", (row["pk"],))
     conn.execute("DELETE FROM memory_outbox WHERE memory_pk=?", (row["pk"],))
 

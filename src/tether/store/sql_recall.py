@@ -9,8 +9,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from tether.store import sql_keyword as keyword
 from tether.store.sql_memory import MemoryFilter, filter_sql
 
+# FTS5 preselects this many times the candidate depth by its whole-table bm25() before the
+# per-namespace rescoring: the two orders differ only in term weights, so the per-namespace
+# top ``depth`` sits well inside 3x (measured: same R@5 as 10x on the LoCoMo dev set).
+_PRESELECT = 3
 # Keys per IN (...) list (SQLite's bound-parameter limit is 32766; small lists plan well).
 _IN_CHUNK = 500
 
@@ -21,26 +26,33 @@ def keyword_candidates(
     f: MemoryFilter,
     *,
     match: str,
+    query: str,
     depth: int,
     now: int,
 ) -> list[tuple[int, float]]:
     """Top ``depth`` memories for an FTS5 MATCH expression that pass the filter.
 
+    FTS5 finds the matches and preselects ``_PRESELECT`` x ``depth`` of them by its own
+    ``bm25()`` (whole-table statistics); :func:`tether.store.sql_keyword.rescore` then
+    ranks those by Okapi BM25 over the searched namespaces' statistics.
+
     Args:
         match: A safe expression from :func:`tether.memory.fts.build_match_query`.
+        query: The user's query text (its stems weight the rescoring).
 
     Returns:
-        ``(pk, bm25)`` best first; ``bm25`` is FTS5's negated Okapi BM25 (k1 1.2, b 0.75):
-        lower is better, as :func:`tether.memory.ranking.rank` expects.
+        ``(pk, bm25)`` best first; ``bm25`` is the negated Okapi BM25 score (k1 1.2,
+        b 0.75): lower is better, as :func:`tether.memory.ranking.rank` expects.
     """
     where, params = filter_sql(f, tenant_id, now)
     rows = conn.execute(
-        "SELECT m.pk, bm25(memories_fts) AS s FROM memories_fts "
+        "SELECT m.pk, m.terms FROM memories_fts "
         "JOIN memories m ON m.pk = memories_fts.rowid "
-        f"WHERE memories_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
-        (match, *params, depth),
+        f"WHERE memories_fts MATCH ? AND {where} ORDER BY bm25(memories_fts) LIMIT ?",
+        (match, *params, depth * _PRESELECT),
     ).fetchall()
-    return [(int(pk), float(s)) for pk, s in rows]
+    candidates = [(int(pk), terms or "") for pk, terms in rows]
+    return keyword.rescore(conn, tenant_id, f.namespaces, query, candidates)[:depth]
 
 
 def rows_passing(
