@@ -14,6 +14,11 @@ ShortText = Annotated[str, StringConstraints(max_length=200)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Tags = Annotated[list[Tag], Field(max_length=50)]
 Metadata = dict[str, Any]
+# SQLite stores integers as signed 64-bit: a larger value would fail in the driver (a 500),
+# so typed integer fields are bounded here and rejected with a 422 instead.
+INT64_MAX = 2**63 - 1
+Int64 = Annotated[int, Field(ge=-(2**63), le=INT64_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
 class Strict(BaseModel):

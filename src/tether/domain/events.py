@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from tether.domain.common import ClientId, Metadata, ShortText, Strict
+from tether.domain.common import ClientId, Count, Metadata, ShortText, Strict
 
 
 class EventKind(StrEnum):
@@ -60,8 +60,8 @@ class EventIn(Strict):
     output: Any = None
     attributes: Metadata | None = None
     model: ShortText | None = None
-    input_tokens: int | None = Field(default=None, ge=0)
-    output_tokens: int | None = Field(default=None, ge=0)
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
     cost_usd: float | None = Field(default=None, ge=0)
     idempotency_key: IdempotencyKey | None = None
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from tether.domain.common import ClientId, Metadata, Strict, Tag, Tags
+from tether.domain.common import ClientId, Int64, Metadata, Strict, Tag, Tags
 
 __all__ = [
     "MAX_BATCH",
@@ -44,7 +44,8 @@ Kind = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^
 Key = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 # Metadata filter keys go into a JSON path ``$."key"``: no quotes or backslashes.
 MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r'^[^"\\]+$')]
-Scalar = str | int | float | bool | None
+# Filter values are bound as SQL parameters: integers must fit SQLite's signed 64 bits.
+Scalar = str | Int64 | float | bool | None
 Importance = Annotated[float, Field(ge=0.0, le=1.0)]
 
 _WS = re.compile(r"\s+")

@@ -12,17 +12,18 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tether.domain.common import Strict
+from tether.domain.common import INT64_MAX, Count, Strict
+from tether.server.bodies import JSONRoute
 from tether.server.deps import ContextDep, ServicesDep
 from tether.server.envelope import ok
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=JSONRoute)
 
 
 class ReplayIn(Strict):
     """``POST /v1/admin/outbox/replay``: requeue the given dead jobs, or all when omitted."""
 
-    ids: Annotated[list[int], Field(max_length=10_000)] | None = None
+    ids: Annotated[list[Count], Field(max_length=10_000)] | None = None
 
 
 class ReindexIn(Strict):
@@ -38,7 +39,7 @@ async def list_outbox(
     svc: ServicesDep,
     ctx: ContextDep,
     state: Literal["dead", "pending"] = "dead",
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Embedding jobs in ``state`` (default the dead letters) with attempts and last error."""

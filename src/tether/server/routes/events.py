@@ -9,13 +9,14 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tether.domain.common import INT64_MAX
 from tether.domain.events import EventBatchIn, EventIn, EventKind, EventsIn
 from tether.server import fastlane
-from tether.server.bodies import openapi_body, read_json, validate
+from tether.server.bodies import JSONRoute, openapi_body, read_json, validate
 from tether.server.deps import ContextDep, ServicesDep, context_of, services_of
 from tether.server.envelope import ok
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=JSONRoute)
 
 #: Request models whose schemas the OpenAPI document must carry (see bodies.py).
 BODY_MODELS: tuple[type[BaseModel], ...] = (EventIn, EventsIn, EventBatchIn)
@@ -56,7 +57,7 @@ async def list_events(
     request: Request,
     svc: ServicesDep,
     ctx: ContextDep,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     kind: Annotated[list[EventKind] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:

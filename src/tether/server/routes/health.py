@@ -10,10 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tether import __version__
+from tether.server.bodies import JSONRoute
 from tether.server.deps import ContextDep, ServicesDep
 from tether.server.envelope import fail, ok
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=JSONRoute)
 
 
 async def _store_check(svc: ServicesDep) -> dict[str, Any]:

@@ -11,31 +11,22 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from tether.domain.common import INT64_MAX
 from tether.domain.time import to_ms
 from tether.errors import InvalidInput
 from tether.memory.schemas import MemoryBatchIn, MemoryImport, MemoryIn, MemoryPatch, SearchIn
-from tether.server.bodies import openapi_body, read_json, validate
+from tether.server.bodies import JSONRoute, openapi_body, parse_cursor, read_json, validate
 from tether.server.deps import ContextDep, ServicesDep, context_of, services_of
 from tether.server.envelope import ok
 from tether.server.errors import field_errors
 from tether.store.sql_memory import MemoryFilter
 
-router = APIRouter(tags=["memory"])
+router = APIRouter(tags=["memory"], route_class=JSONRoute)
 
 #: Request models whose schemas the OpenAPI document must carry (see bodies.py).
 BODY_MODELS: list[type[BaseModel]] = [MemoryIn, MemoryBatchIn, SearchIn]
 
 _NDJSON = "application/x-ndjson"
-
-
-def _cursor(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise InvalidInput(
-            "cursor is not one this server issued", details=[{"loc": ["query", "cursor"]}]
-        )
-    return int(value)
 
 
 def _browse_filter(
@@ -199,7 +190,7 @@ async def browse(
     f = _browse_filter(
         namespace, kind, tag, session, q, since, until, include_expired, include_deleted
     )
-    items, nxt = await svc.memory.browse(ctx, f, before=_cursor(cursor), limit=limit)
+    items, nxt = await svc.memory.browse(ctx, f, before=parse_cursor(cursor), limit=limit)
     return ok(request, {"items": items, "next_cursor": nxt})
 
 
@@ -246,7 +237,7 @@ async def changes(
     request: Request,
     svc: ServicesDep,
     ctx: ContextDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """The change feed: adds, updates, deletes and purges with ``lsn > after`` in lsn order.

@@ -21,21 +21,12 @@ from tether.domain.sessions import (
 )
 from tether.domain.time import to_ms
 from tether.errors import InvalidInput
+from tether.server.bodies import JSONRoute, parse_cursor
 from tether.server.deps import ContextDep, ServicesDep
 from tether.server.envelope import ok
 from tether.store.sql_sessions import SessionFilter
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
-
-
-def _cursor(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise InvalidInput(
-            "cursor is not one this server issued", details=[{"loc": ["query", "cursor"]}]
-        )
-    return int(value)
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=JSONRoute)
 
 
 def _if_match(value: str | None) -> int | None:
@@ -85,7 +76,7 @@ async def list_sessions(
         since_ms=to_ms(since),
         until_ms=to_ms(until),
     )
-    items, nxt = await svc.sessions.list(ctx, f, cursor=_cursor(cursor), limit=limit)
+    items, nxt = await svc.sessions.list(ctx, f, cursor=parse_cursor(cursor), limit=limit)
     return ok(request, {"items": items, "next_cursor": nxt})
 
 
