@@ -17,7 +17,6 @@ from tether.memory.analyzer import analyze, query_stems
 from tether.memory.schemas import MemoryIn
 from tether.store import sql_keyword as kw
 from tether.store import sql_memory as qm
-from tether.store import sql_recall as qr
 from tether.store.sqlite import SQLiteStore
 
 TEXTS = [
@@ -89,7 +88,7 @@ def test_statistics_follow_add_patch_tombstone_and_purge(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("query", ["adoption agencies", "research adoption", "Caroline support"])
-def test_rescoring_equals_fts5_bm25_when_one_namespace_fills_the_table(
+def test_rescoring_with_fts5_constants_equals_fts5_bm25_for_one_namespace(
     tmp_path: Path, query: str
 ) -> None:
     async def main() -> None:
@@ -109,10 +108,12 @@ def test_rescoring_equals_fts5_bm25_when_one_namespace_fills_the_table(
                     (match,),
                 )
             ]
-            ours = qr.keyword_candidates(
-                c, "t", qm.MemoryFilter(namespaces=["a"]), match=match, query=query, depth=10, now=2
+            rows = c.execute("SELECT pk, terms FROM memories").fetchall()
+            # FTS5's own constants: then the per-namespace scores must equal bm25() exactly.
+            ours = kw.rescore(
+                c, "t", ["a"], query, [(int(pk), t) for pk, t in rows], k1=1.2, b=0.75
             )
-            return fts, ours
+            return fts, [(pk, s) for pk, s in ours if s < 0]
 
         fts, ours = await store.read(both)
         assert [pk for pk, _ in ours] == [pk for pk, _ in fts]
