@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,8 +52,9 @@ class Settings(BaseSettings):
         default="onnx-minilm",
         description="Memory embedder: onnx-minilm (default) or openai:<model>@<base_url>.",
     )
-    embedder_api_key: str | None = Field(
-        default=None, description="API key sent to an OpenAI-compatible embeddings endpoint."
+    embedder_api_key: SecretStr | None = Field(
+        default=None,
+        description="API key sent to an OpenAI-compatible embeddings endpoint (never logged).",
     )
     recall_half_life_days: float = Field(
         default=30.0, gt=0, description="Recency half-life for memory recall, in days."

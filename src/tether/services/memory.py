@@ -293,7 +293,8 @@ def build_memory(store: SQLiteStore, settings: Settings) -> tuple[MemoryService,
     Raises:
         ValueError: ``settings.embedder`` is not a valid embedder spec.
     """
-    embedder = build_embedder(settings.embedder, api_key=settings.embedder_api_key)
+    key = settings.embedder_api_key
+    embedder = build_embedder(settings.embedder, api_key=key.get_secret_value() if key else None)
     index = VectorIndex(hnsw_threshold=settings.hnsw_threshold)
     indexer = Indexer(
         store,
