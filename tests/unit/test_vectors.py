@@ -99,3 +99,27 @@ def test_replacing_and_removing_keep_rows_consistent() -> None:
         top = index.search("t", "m", vecs[key], 1)
         assert top[0][0] == key
         assert abs(top[0][1] - 1.0) < 1e-5
+
+
+def test_namespace_blocks_match_brute_force_through_growth_moves_and_deletes() -> None:
+    # Namespaces start in the shared pool and move to blocks of their own as they grow;
+    # every search must still equal brute force over exactly the allowed rows.
+    rng = np.random.default_rng(6)
+    vecs = _unit(rng, 1500)
+    index = VectorIndex(hnsw_threshold=100_000)
+    ns_of = {i: f"ns{int(rng.integers(0, 12)) if i % 4 else 0}" for i in range(1500)}
+    for start in range(0, 1500, 100):
+        index.add("t", "m", [(i, ns_of[i], "h") for i in range(start, start + 100)], vecs[start:])
+    for key in range(0, 1500, 7):  # forget some
+        index.invalidate("t", key, "h")
+        del ns_of[key]
+    for key in range(3, 1500, 11):  # move some to another namespace (re-added)
+        if key in ns_of:
+            ns_of[key] = "moved"
+            index.add("t", "m", [(key, "moved", "h")], vecs[key : key + 1])
+    assert index.count("t", "m") == len(ns_of)
+    for selection in (None, ["ns0"], ["ns3", "ns5"], ["moved", "ns1"], ["ns7", "nope"]):
+        keys = sorted(k for k, ns in ns_of.items() if selection is None or ns in selection)
+        for qi in (1, 500, 999):
+            got = [k for k, _ in index.search("t", "m", vecs[qi], 10, namespaces=selection)]
+            assert got == _brute(vecs[keys], keys, vecs[qi], 10)

@@ -1,9 +1,10 @@
 """The indexer: drains the embedding outbox into stored vectors and the in-process index.
 
 One asyncio task per server (started in the app lifespan). Each round it reads up to
-``batch_size`` due jobs, embeds their texts off the event loop (``asyncio.to_thread``),
-commits the vectors (float32, with the model name) and deletes the jobs in one
-``store.write``, then adds the vectors to the :class:`~tether.memory.vectors.VectorIndex`.
+``8 x batch_size`` due jobs, sorts them by text length, and per ``batch_size`` of them
+embeds the texts off the event loop (``asyncio.to_thread``), commits the vectors (float32,
+with the model name) and deletes the jobs in one ``store.write``, then adds the vectors to
+the :class:`~tether.memory.vectors.VectorIndex`.
 A write wakes it at once (:meth:`Indexer.wake`), so a new memory is vector-searchable
 within one embedding batch (~10-150 ms with the default embedder).
 
@@ -47,6 +48,8 @@ _PROBE_TEXT = "ping"
 # one thread: unsorted batches of 64 gave 26 texts/s, sorted chunks of 64: 53/s, of 8-16:
 # ~65/s (less padding per chunk; per-call overhead stays small).
 _EMBED_CHUNK = 16
+# Batches read from the outbox per round when that many are due (see run_once).
+_WINDOW = 8
 # When idle with nothing scheduled, re-check the outbox this often (s): covers jobs queued by
 # another process (e.g. an import run against the same file) that cannot wake us.
 _IDLE_POLL_S = 5.0
@@ -148,18 +151,27 @@ class Indexer:
             were due or the embedder is down.
         """
         now = now_ms()
-        jobs = await self.store.read(lambda c: qo.due_jobs(c, now=now, limit=self.batch_size))
+        limit = self.batch_size * _WINDOW
+        jobs = await self.store.read(lambda c: qo.due_jobs(c, now=now, limit=limit))
         if not jobs:
             return 0
-        live = [j for j in jobs if j.text is not None]
+        # Under a backlog, read a window of several batches and embed it shortest first:
+        # each embedder call then holds texts of similar length (less padding), and each
+        # batch is committed (searchable) as soon as it is embedded.
+        live = sorted((j for j in jobs if j.text is not None), key=lambda j: len(j.text or ""))
         gone = [j.id for j in jobs if j.text is None]
-        try:
-            vectors = await self._embed([j.text or "" for j in live])
-        except EmbedderUnavailable as exc:
-            return await self._after_failure(live, gone, exc)
-        await self._commit(live, vectors, gone)
-        self._healthy()
-        return len(jobs)
+        settled = 0
+        for start in range(0, max(len(live), 1), self.batch_size):
+            part = live[start : start + self.batch_size]
+            drop = gone if start == 0 else []
+            try:
+                vectors = await self._embed([j.text or "" for j in part])
+            except EmbedderUnavailable as exc:
+                return settled + await self._after_failure(part, drop, exc)
+            await self._commit(part, vectors, drop)
+            self._healthy()
+            settled += len(part) + len(drop)
+        return settled
 
     async def _embed(self, texts: Sequence[str]) -> FloatMatrix:
         """Embed in a worker thread, sorted by length, in chunks of ``_EMBED_CHUNK``: the

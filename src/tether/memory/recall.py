@@ -195,16 +195,19 @@ class Recall:
             f.since_ms is not None or f.until_ms is not None
         )
         fetch = depth * _OVERFETCH if selective else depth + _MARGIN
-        while True:
+
+        def search_and_read(
+            conn: sqlite3.Connection, fetch: int
+        ) -> tuple[list[tuple[int, float]], dict[int, sqlite3.Row]]:
+            # One worker-thread hop for both: the index search, then the candidates' rows.
             hits: list[tuple[int, float]] = []
             if query_vec is not None:
-                hits = await asyncio.to_thread(
-                    self.index.search, tenant_id, model, query_vec, fetch, namespaces=namespaces
-                )
+                hits = self.index.search(tenant_id, model, query_vec, fetch, namespaces=namespaces)
             wanted = keyword_pks + [pk for pk, _ in hits]
-            rows = await self.store.read(
-                functools.partial(qr.rows_passing, tenant_id=tenant_id, f=f, pks=wanted, now=now)
-            )
+            return hits, qr.rows_passing(conn, tenant_id, f, wanted, now=now)
+
+        while True:
+            hits, rows = await self.store.read(functools.partial(search_and_read, fetch=fetch))
             passing = [(pk, s) for pk, s in hits if pk in rows]
             if len(passing) >= depth or len(hits) < fetch:
                 return passing[:depth], rows

@@ -5,20 +5,28 @@ and updated after each commit. There is one collection per (tenant, embedding mo
 vectors of different models never meet. Keys are memory row keys (``memories.pk``); each
 row also records its namespace, so a query restricted to namespaces never sees others.
 
+Layout: each namespace with more than ``_POOL_MAX`` (256) vectors has a contiguous block of
+its own; smaller namespaces share one pool block (rows tagged with a namespace code), so a
+tenant with many tiny namespaces still has few blocks.
+
 Search:
 
-- **exact** (collection size <= ``hnsw_threshold``, or while the HNSW graph is being
-  built): one matrix-vector product over unit vectors (cosine = dot product), masked to the
-  allowed namespaces. ~9 ms per query at 100k x 384 on the reference box
-  (shared/DEPENDENCY-FACTS.md), ~2 ms at 20k.
+- **exact** (allowed rows <= ``hnsw_threshold``, no graph yet, or the graph more than
+  ``_MAX_UNSYNCED`` changes behind): one matrix-vector product (cosine = dot product of
+  unit vectors) per allowed namespace's block, over a slice, never a gather; pooled
+  namespaces are masked out of the pool. Measured on the busy 2-core box: 1.7 ms for 10k,
+  3.2 ms for one namespace of 20k inside 100k (masking and gathering it out of one
+  tenant-wide matrix cost 13-23 ms). numpy's OpenBLAS is limited to one thread
+  (:func:`limit_blas_threads`).
 - **HNSW** (usearch, M = 16, inner product): built in a background thread once a
-  collection crosses the threshold (~1 ms per vector to insert on one core, so ~90 s for
-  100k: searches stay exact meanwhile), then maintained incrementally. Namespace
+  collection crosses the threshold (~1 ms per vector to insert on one core: searches stay
+  exact meanwhile), then kept in step by the same thread (in batches of 256 while far
+  behind, of 8 otherwise). Used when the allowed rows exceed the threshold; namespace
   restriction over-fetches by the inverse share of allowed rows and filters, growing the
-  fetch until ``k`` results are found; when the allowed rows are few, exact search over
-  just those rows is used instead. Scores are always recomputed exactly from the matrix,
-  and rows changed since the graph last synced are scored exactly too, so results never
-  show a removed or stale vector.
+  fetch until ``k`` results are found, falling back to exact search when too selective.
+  A synced row's graph distance is its exact cosine; rows changed since the last sync are
+  skipped in the graph's answer and scored exactly from their blocks, so results never
+  show a removed or stale vector. 100k real MiniLM vectors: 1.3 ms, recall@50 0.99.
 
 Ordering between commits and this cache: a text change or a forget calls
 :meth:`VectorIndex.invalidate` with the hash the memory's vector must now have (or
@@ -31,10 +39,14 @@ Import note: ``onnxruntime`` must be imported before ``usearch`` on these machin
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import logging
 import math
+import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -47,12 +59,54 @@ log = logging.getLogger("tether.memory.vectors")
 FloatMatrix = npt.NDArray[np.float32]
 Hit = tuple[int, float]
 
-_INITIAL_CAPACITY: Final = 1024
+_INITIAL_CAPACITY: Final = 64
+# A namespace with more vectors than this moves out of the shared pool into a contiguous
+# block of its own, so searching it is one matrix-vector product over a slice (no gather:
+# gathering 20k scattered rows out of 100k costs more than the product itself). Smaller
+# namespaces share the pool (masked by namespace code), so a tenant with many tiny
+# namespaces still has few blocks to loop over.
+_POOL_MAX: Final = 256
 # Vectors inserted into the graph per lock hold: bounds how long a search waits (~1 ms each).
 _HNSW_CHUNK: Final = 8
 # HNSW graph degree (usearch "connectivity", M in Malkov & Yashunin 2018); 16 measured
 # recall@10 1.00 at 100k real MiniLM vectors (shared/DEPENDENCY-FACTS.md).
 _HNSW_CONNECTIVITY: Final = 16
+# While more rows than this wait for the graph's sync thread (e.g. right after a bulk
+# import), searches stay exact: scoring that many unsynced rows one by one is slower.
+_MAX_UNSYNCED: Final = 1024
+
+_blas_limited = False
+
+
+def limit_blas_threads(threads: int = 1) -> bool:
+    """Make numpy's OpenBLAS use ``threads`` threads (best effort; once per process).
+
+    A query is one matrix-vector product: OpenBLAS splits it across all cores, and on a
+    busy 2-core box the threads wait for each other (measured: 8 ms instead of 1.3 ms for
+    10k x 384). Requests already run in parallel, so one thread per product is faster.
+    An explicit ``OPENBLAS_NUM_THREADS`` wins. Returns whether the limit was applied.
+    """
+    global _blas_limited
+    if _blas_limited or os.environ.get("OPENBLAS_NUM_THREADS"):
+        return _blas_limited
+    _blas_limited = True
+    libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+    for lib in sorted(libs.glob("*openblas*")):
+        try:
+            handle = ctypes.CDLL(str(lib))
+        except OSError:
+            continue
+        for symbol in (
+            "scipy_openblas_set_num_threads64_",
+            "openblas_set_num_threads64_",
+            "openblas_set_num_threads",
+        ):
+            setter = getattr(handle, symbol, None)
+            if setter is not None:
+                setter(ctypes.c_int(threads))
+                return True
+    log.debug("numpy's OpenBLAS not found; BLAS threads left as they are")
+    return False
 
 
 def _new_hnsw(dim: int) -> Any:
@@ -62,66 +116,138 @@ def _new_hnsw(dim: int) -> Any:
     return Index(ndim=dim, metric="ip", dtype="f32", connectivity=_HNSW_CONNECTIVITY)
 
 
+def _top(
+    keys: npt.NDArray[np.int64], sims: FloatMatrix, k: int
+) -> tuple[npt.NDArray[np.int64], FloatMatrix]:
+    """The ``k`` best ``(keys, sims)``, best first (ties by key)."""
+    if k < len(sims):
+        idx = np.argpartition(-sims, k - 1)[:k]
+        keys, sims = keys[idx], sims[idx]
+    order = np.lexsort((keys, -sims))
+    return keys[order], sims[order]
+
+
+class _Block:
+    """Contiguous rows: ``vecs[:n]`` with their keys and namespace codes."""
+
+    __slots__ = ("codes", "keys", "n", "vecs")
+
+    def __init__(self, dim: int, capacity: int = _INITIAL_CAPACITY) -> None:
+        self.vecs: FloatMatrix = np.zeros((capacity, dim), dtype=np.float32)
+        self.keys = np.zeros(capacity, dtype=np.int64)
+        self.codes = np.zeros(capacity, dtype=np.int32)
+        self.n = 0
+
+    def append(self, key: int, code: int, vector: FloatMatrix) -> int:
+        if self.n == len(self.keys):
+            cap = 2 * len(self.keys)
+            for name in ("vecs", "keys", "codes"):
+                old = getattr(self, name)
+                new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
+                new[: self.n] = old[: self.n]
+                setattr(self, name, new)
+        row = self.n
+        self.vecs[row] = vector
+        self.keys[row] = key
+        self.codes[row] = code
+        self.n += 1
+        return row
+
+    def remove(self, row: int) -> int | None:
+        """Swap-remove ``row``; returns the key moved into it (``None``: it was last)."""
+        last = self.n - 1
+        self.n = last
+        if row == last:
+            return None
+        self.vecs[row] = self.vecs[last]
+        self.keys[row] = self.keys[last]
+        self.codes[row] = self.codes[last]
+        return int(self.keys[row])
+
+
 class _Collection:
-    """Vectors of one (tenant, model): a growable matrix, plus an optional HNSW graph."""
+    """Vectors of one (tenant, model): per-namespace blocks, plus an optional HNSW graph."""
 
     def __init__(self, dim: int, hnsw_threshold: int) -> None:
         self.dim = dim
         self.hnsw_threshold = hnsw_threshold
-        self.lock = threading.Lock()  # guards the arrays, pos, dirty, hnsw reference
+        self.lock = threading.Lock()  # guards the blocks, maps, dirty, hnsw reference
         self.hnsw_lock = threading.Lock()  # guards graph mutation vs graph search
-        self.vecs: FloatMatrix = np.zeros((_INITIAL_CAPACITY, dim), dtype=np.float32)
-        self.keys = np.zeros(_INITIAL_CAPACITY, dtype=np.int64)
-        self.codes = np.zeros(_INITIAL_CAPACITY, dtype=np.int32)
-        self.n = 0
-        self.pos: dict[int, int] = {}
+        self.pool = _Block(dim)  # namespaces with at most _POOL_MAX vectors
+        self.blocks: dict[int, _Block] = {}  # namespace code -> its own block
+        self.row: dict[int, int] = {}  # key -> row in its namespace's block
+        self.code: dict[int, int] = {}  # key -> namespace code
         self.ns_code: dict[str, int] = {}
         self.ns_count: dict[int, int] = {}
         self.hnsw: Any = None
         self.building = False
-        self.dirty: dict[int, None] = {}  # keys changed since the graph last saw them
+        self.dirty: dict[int, int] = {}  # key -> change number, changed since the graph saw it
+        self.changes = 0
         self.kick = threading.Event()  # wakes the graph's sync thread
 
+    @property
+    def n(self) -> int:
+        return len(self.code)
+
+    def _block(self, code: int) -> _Block:
+        return self.blocks.get(code) or self.pool
+
+    def _all_blocks(self) -> list[_Block]:
+        return [self.pool, *self.blocks.values()]
+
     # -- mutation (under self.lock) ------------------------------------------------------
-    def _grow(self) -> None:
-        cap = self.vecs.shape[0] * 2
-        for name in ("vecs", "keys", "codes"):
-            old = getattr(self, name)
-            new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
-            new[: self.n] = old[: self.n]
-            setattr(self, name, new)
+    def _remove(self, key: int) -> None:
+        code = self.code.pop(key)
+        row = self.row.pop(key)
+        moved = self._block(code).remove(row)
+        if moved is not None:
+            self.row[moved] = row
+        self.ns_count[code] -= 1
+
+    def _promote(self, code: int) -> None:
+        """Move a namespace's rows out of the pool into a block of its own."""
+        rows = np.flatnonzero(self.pool.codes[: self.pool.n] == code)
+        keys = self.pool.keys[rows].tolist()
+        vecs = self.pool.vecs[rows].copy()
+        for key in keys:
+            row = self.row[key]
+            moved = self.pool.remove(row)
+            if moved is not None:
+                self.row[moved] = row
+        block = _Block(self.dim, max(_INITIAL_CAPACITY, 2 * len(keys)))
+        for key, vec in zip(keys, vecs, strict=True):
+            self.row[key] = block.append(key, code, vec)
+        self.blocks[code] = block
 
     def put(self, key: int, namespace: str, vector: FloatMatrix) -> None:
         code = self.ns_code.setdefault(namespace, len(self.ns_code))
-        row = self.pos.get(key)
-        if row is None:
-            if self.n == self.vecs.shape[0]:
-                self._grow()
-            row = self.n
-            self.n += 1
-            self.pos[key] = row
-            self.keys[row] = key
+        old = self.code.get(key)
+        if old == code:
+            self._block(code).vecs[self.row[key]] = vector
         else:
-            self.ns_count[int(self.codes[row])] -= 1
-        self.vecs[row] = vector
-        self.codes[row] = code
-        self.ns_count[code] = self.ns_count.get(code, 0) + 1
-        self.dirty[key] = None
+            if old is not None:
+                self._remove(key)
+            block = self._block(code)
+            self.row[key] = block.append(key, code, vector)
+            self.code[key] = code
+            count = self.ns_count.get(code, 0) + 1
+            self.ns_count[code] = count
+            if block is self.pool and count > _POOL_MAX:
+                self._promote(code)
+        self._touch(key)
+
+    def _touch(self, key: int) -> None:
+        self.changes += 1
+        self.dirty[key] = self.changes
 
     def delete(self, key: int) -> None:
-        row = self.pos.pop(key, None)
-        if row is None:
-            return
-        self.ns_count[int(self.codes[row])] -= 1
-        last = self.n - 1
-        if row != last:
-            moved = int(self.keys[last])
-            self.vecs[row] = self.vecs[last]
-            self.keys[row] = moved
-            self.codes[row] = self.codes[last]
-            self.pos[moved] = row
-        self.n = last
-        self.dirty[key] = None
+        if key in self.code:
+            self._remove(key)
+            self._touch(key)
+
+    def _vector(self, key: int) -> FloatMatrix:
+        vec: FloatMatrix = self._block(self.code[key]).vecs[self.row[key]]
+        return vec
 
     # -- the graph -------------------------------------------------------------------------
     def maybe_build(self) -> None:
@@ -130,8 +256,9 @@ class _Collection:
             if self.hnsw is not None or self.building or self.n <= self.hnsw_threshold:
                 return
             self.building = True
-            keys = self.keys[: self.n].copy()
-            vecs = self.vecs[: self.n].copy()
+            blocks = self._all_blocks()
+            keys = np.concatenate([b.keys[: b.n] for b in blocks])
+            vecs = np.concatenate([b.vecs[: b.n] for b in blocks])
             self.dirty.clear()  # the snapshot covers everything up to now
         threading.Thread(
             target=self._build, args=(keys, vecs), name="tether-hnsw-build", daemon=True
@@ -152,7 +279,7 @@ class _Collection:
             return
         with self.lock:
             self.building = False
-        # From now on this thread keeps the graph in step with the matrix, off the callers'
+        # From now on this thread keeps the graph in step with the blocks, off the callers'
         # threads (on 2 cores: beside the embedding thread, not after it).
         while True:
             self.sync()
@@ -166,85 +293,124 @@ class _Collection:
                 graph = self.hnsw
                 if graph is None or not self.dirty:
                     return
-                batch = list(self.dirty)[:_HNSW_CHUNK]
-                for key in batch:
-                    del self.dirty[key]
-                present = [(k, self.vecs[self.pos[k]].copy()) for k in batch if k in self.pos]
+                # Far behind (a bulk import, a restart): searches are exact meanwhile and do
+                # not wait on the graph, so catch up in big batches.
+                chunk = _HNSW_CHUNK if len(self.dirty) <= _MAX_UNSYNCED else 256
+                batch = list(itertools.islice(self.dirty.items(), chunk))
+                present = [k for k, _ in batch if k in self.code]
+                vecs = np.stack([self._vector(k) for k in present]) if present else None
             with self.hnsw_lock:
-                for key in batch:
-                    if graph.contains(key):
-                        graph.remove(key)
-                for key, vec in present:
-                    graph.add(key, vec, threads=1)
+                stale = [key for key, _ in batch if graph.contains(key)]
+                if stale:
+                    graph.remove(stale)
+                if vecs is not None:
+                    graph.add(np.array(present, dtype=np.int64), vecs, threads=1)
+            # Clean only now (searches score dirty rows exactly, so a row is never missing
+            # from both the graph and the dirty set), and only if unchanged meanwhile.
+            with self.lock:
+                for key, seq in batch:
+                    if self.dirty.get(key) == seq:
+                        del self.dirty[key]
 
     # -- search ------------------------------------------------------------------------------
     def search(self, query: FloatMatrix, k: int, namespaces: Sequence[str] | None) -> list[Hit]:
         with self.lock:
-            n = self.n
-            if n == 0:
+            if self.n == 0:
                 return []
             if namespaces is None:
                 codes = None
-                allowed = n
+                allowed = self.n
             else:
-                codes = np.array(
-                    [self.ns_code[ns] for ns in namespaces if ns in self.ns_code], dtype=np.int32
-                )
-                allowed = sum(self.ns_count.get(int(c), 0) for c in codes)
+                codes = sorted({self.ns_code[ns] for ns in namespaces if ns in self.ns_code})
+                allowed = sum(self.ns_count.get(c, 0) for c in codes)
             if allowed == 0:
                 return []
-            use_graph = self.hnsw is not None and allowed > self.hnsw_threshold
+            use_graph = (
+                self.hnsw is not None
+                and allowed > self.hnsw_threshold
+                and len(self.dirty) <= _MAX_UNSYNCED
+            )
             if not use_graph:
                 return self._exact(query, k, codes)
             graph = self.hnsw
-            extra = [key for key in self.dirty if key in self.pos]
-        return self._graph(graph, query, k, codes, allowed, extra)
+        return self._graph(graph, query, k, codes, allowed)
 
-    def _exact(self, query: FloatMatrix, k: int, codes: npt.NDArray[np.int32] | None) -> list[Hit]:
-        n = self.n
+    def _exact(self, query: FloatMatrix, k: int, codes: list[int] | None) -> list[Hit]:
+        """Exact top ``k`` over the given namespace codes (``None``: all); under the lock."""
+        parts: list[tuple[npt.NDArray[np.int64], FloatMatrix]] = []
         if codes is None:
-            rows = None
-            sims = self.vecs[:n] @ query
+            own = list(self.blocks.values())
+            pooled: list[int] | None = None
         else:
-            mask = np.isin(self.codes[:n], codes)
-            rows = np.flatnonzero(mask)
-            sims = self.vecs[rows] @ query if len(rows) < n // 2 else (self.vecs[:n] @ query)[rows]
-        k = min(k, len(sims))
-        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
-        top = top[np.argsort(-sims[top], kind="stable")]
-        idx = top if rows is None else rows[top]
-        return [(int(self.keys[i]), float(s)) for i, s in zip(idx, sims[top], strict=True)]
+            own = [self.blocks[c] for c in codes if c in self.blocks]
+            pooled = [c for c in codes if c not in self.blocks]
+        for block in own:
+            if block.n:
+                parts.append(_top(block.keys[: block.n], block.vecs[: block.n] @ query, k))
+        pool = self.pool
+        if pool.n and (pooled is None or pooled):
+            if pooled is None:
+                keys, vecs = pool.keys[: pool.n], pool.vecs[: pool.n]
+            else:
+                wanted = np.zeros(len(self.ns_code), dtype=bool)
+                wanted[pooled] = True
+                rows = np.flatnonzero(wanted[pool.codes[: pool.n]])
+                keys, vecs = pool.keys[rows], pool.vecs[rows]
+            if len(keys):
+                parts.append(_top(keys, vecs @ query, k))
+        if not parts:
+            return []
+        if len(parts) == 1:
+            keys, sims = parts[0]
+        else:
+            keys, sims = _top(
+                np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), k
+            )
+        return list(zip(keys.tolist(), sims.astype(np.float64).tolist(), strict=True))
 
     def _graph(
         self,
         graph: Any,
         query: FloatMatrix,
         k: int,
-        codes: npt.NDArray[np.int32] | None,
+        codes: list[int] | None,
         allowed: int,
-        extra: list[int],
     ) -> list[Hit]:
+        """Top ``k`` from the graph, over-fetching by the inverse share of allowed rows.
+
+        A synced row's graph vector is its current vector, so the graph's distance gives
+        its exact cosine (``ip`` distance = 1 - dot); rows changed since the last sync are
+        skipped in the graph's answer and scored exactly from their blocks instead.
+        """
         total = self.n
         fetch = min(total, k * max(1, math.ceil(total / allowed)) * 2 + 16)
-        allowed_codes = None if codes is None else set(codes.tolist())
+        allowed_codes = None if codes is None else set(codes)
         while True:
             with self.hnsw_lock:
-                found = graph.search(query, fetch)
-            keys = [int(x) for x in np.atleast_1d(found.keys)]
+                found = graph.search(query, fetch, threads=1)
+            keys = np.atleast_1d(found.keys).tolist()
+            dists = np.atleast_1d(found.distances).tolist()
             with self.lock:
+                dirty = self.dirty
+                code_of = self.code
                 hits: dict[int, float] = {}
-                for key in [*keys, *extra]:
-                    row = self.pos.get(key)
-                    if row is None or key in hits:
+                for key, dist in zip(keys, dists, strict=True):
+                    if key in dirty:
                         continue
-                    if allowed_codes is not None and int(self.codes[row]) not in allowed_codes:
+                    code = code_of.get(key)
+                    if code is None or (allowed_codes is not None and code not in allowed_codes):
                         continue
-                    hits[key] = float(self.vecs[row] @ query)
+                    hits[key] = 1.0 - float(dist)
+                for key in dirty:
+                    code = code_of.get(key)
+                    if code is None or (allowed_codes is not None and code not in allowed_codes):
+                        continue
+                    hits[key] = float(self._vector(key) @ query)
+                if len(hits) < k and fetch < total and fetch * 4 >= total // 2:
+                    # The filter is too selective for the graph.
+                    return self._exact(query, k, codes)
             if len(hits) >= k or fetch >= total:
                 break
-            if fetch * 4 >= total // 2:  # the filter is too selective for the graph
-                with self.lock:
-                    return self._exact(query, k, codes)
             fetch *= 4
         return sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
@@ -258,6 +424,7 @@ class VectorIndex:
     """
 
     def __init__(self, *, hnsw_threshold: int) -> None:
+        limit_blas_threads()
         self.hnsw_threshold = hnsw_threshold
         self._lock = threading.Lock()
         self._collections: dict[tuple[str, str], _Collection] = {}
@@ -338,6 +505,7 @@ class VectorIndex:
         return 0 if coll is None else coll.n
 
     def uses_hnsw(self, tenant_id: str, model: str) -> bool:
-        """Whether the (tenant, model) collection has its HNSW graph ready."""
+        """Whether wide searches of the (tenant, model) collection use its HNSW graph: it is
+        built and has caught up with recent changes (at most ``_MAX_UNSYNCED`` behind)."""
         coll = self._collections.get((tenant_id, model))
-        return coll is not None and coll.hnsw is not None
+        return coll is not None and coll.hnsw is not None and len(coll.dirty) <= _MAX_UNSYNCED

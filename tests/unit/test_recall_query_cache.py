@@ -1,0 +1,49 @@
+"""Recall's small query-vector cache: a repeated question is embedded once, per model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, cast
+
+import numpy as np
+
+from tether.memory.embedders import Embedder, FloatMatrix
+from tether.memory.ranking import RankingParams
+from tether.memory.recall import _QUERY_CACHE, Recall
+from tether.memory.vectors import VectorIndex
+
+
+class _Counting(Embedder):
+    name = "counting"
+    dim = 4
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> FloatMatrix:
+        self.calls.extend(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        out[:, 0] = 1.0
+        return out
+
+
+def test_repeated_queries_are_embedded_once_and_the_cache_is_bounded() -> None:
+    embedder = _Counting()
+    recall = Recall(
+        cast(Any, None), embedder, VectorIndex(hnsw_threshold=10), params=RankingParams()
+    )
+
+    async def run() -> None:
+        await recall._embed_query("where did we go?")
+        await recall._embed_query("where did we go?")
+        assert embedder.calls == ["where did we go?"]
+        for i in range(_QUERY_CACHE + 1):
+            await recall._embed_query(f"q{i}")
+        await recall._embed_query("where did we go?")  # evicted (least recently used)
+        assert embedder.calls.count("where did we go?") == 2
+        embedder.name = "other-model"  # another model never reuses a vector
+        await recall._embed_query("where did we go?")
+        assert embedder.calls.count("where did we go?") == 3
+
+    asyncio.run(run())
