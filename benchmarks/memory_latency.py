@@ -237,7 +237,6 @@ async def stage_breakdown(
     """
     from tether.domain.time import now_ms
     from tether.memory.embedders import OnnxMiniLMEmbedder
-    from tether.memory.fts import build_match_query
     from tether.memory.ranking import RankingParams
     from tether.memory.recall import Recall, search_filter
     from tether.memory.schemas import SearchIn
@@ -280,10 +279,9 @@ async def stage_breakdown(
             t = time.perf_counter()
             vec = embedder.embed([q])[0]
             t = lap("query embedding (1 thread)", t)
-            match = build_match_query(q) or ""
             kw = await store.read(
-                lambda c, f=f, q=q, match=match, now=now: qr.keyword_candidates(
-                    c, tenant, f, match=match, query=q, depth=depth, now=now
+                lambda c, f=f, q=q, now=now: qr.keyword_candidates(
+                    c, tenant, f, query=q, depth=depth, now=now
                 )
             )
             t = lap("keyword candidates (FTS5 + rescoring)", t)

@@ -17,6 +17,7 @@ from tether.memory.analyzer import analyze, query_stems
 from tether.memory.schemas import MemoryIn
 from tether.store import sql_keyword as kw
 from tether.store import sql_memory as qm
+from tether.store import sql_recall as qr
 from tether.store.sqlite import SQLiteStore
 
 TEXTS = [
@@ -144,6 +145,38 @@ def test_idf_comes_from_the_searched_namespace(tmp_path: Path) -> None:
         # both namespaces (51 of 53) it would be floored to 1e-6.
         assert -top_score > 0.3
         assert [s for _, s in ranked[1:]] == [0.0, 0.0]
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_match_terms_keep_the_rarest_within_the_postings_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'common' is in every memory, 'rare' in one: with a tight budget only the rare term
+    goes to FTS5, yet the common term still counts when the candidates are rescored."""
+
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "p.db")
+        await store.start()
+        texts = [f"common word number {i}" for i in range(30)] + ["common and rare together"]
+        await store.write(
+            lambda c: qm.remember(c, "t", [MemoryIn(namespace="a", text=t) for t in texts], now=1)
+        )
+        assert await store.read(lambda c: kw.match_terms(c, "t", "rare common")) == [
+            "rare",
+            "common",
+        ]  # 1 + 31 postings: within the default budget, rarest first
+        monkeypatch.setattr(kw, "POSTINGS_BUDGET", 10)
+        assert await store.read(lambda c: kw.match_terms(c, "t", "rare common")) == ["rare"]
+        # Even over budget, the rarest term is kept: a query never silently matches nothing.
+        assert await store.read(lambda c: kw.match_terms(c, "t", "common number")) == ["number"]
+        f = qm.MemoryFilter(namespaces=["a"])
+        hits = await store.read(
+            lambda c: qr.keyword_candidates(c, "t", f, query="rare common", depth=5, now=2)
+        )
+        assert len(hits) == 1  # only the memory with "rare" was matched
+        assert hits[0][1] < 0  # and it scored on both terms' weights
         await store.close()
 
     asyncio.run(main())

@@ -34,13 +34,13 @@ def test_every_memory_query_is_scoped_by_tenant(tmp_path: Path) -> None:
                 qm.history(c, "tenant-b", a["id"])
             f = qm.MemoryFilter(namespaces=["shared"])
             hits = qr.keyword_candidates(
-                c, "tenant-c", f, match='"tulip"', query="tulip", depth=10, now=2
+                c, "tenant-c", f, query="tulip", depth=10, now=2
             )
             assert hits == []
             assert (
                 len(
                     qr.keyword_candidates(
-                        c, "tenant-a", f, match='"tulip"', query="tulip", depth=10, now=2
+                        c, "tenant-a", f, query="tulip", depth=10, now=2
                     )
                 )
                 == 1

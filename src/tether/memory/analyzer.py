@@ -17,7 +17,7 @@ import Stemmer
 
 from tether.memory.fts import _fold, query_terms
 
-__all__ = ["analyze", "query_stems"]
+__all__ = ["analyze", "query_stems", "term_stems"]
 
 _TOKEN = re.compile(r"[^\W_]+")
 _local = threading.local()  # PyStemmer objects are not safe to share between threads
@@ -52,3 +52,8 @@ def query_stems(query: str) -> list[str]:
     :func:`tether.memory.fts.query_terms`), in query order."""
     terms = [t for term in query_terms(query) for t in _TOKEN.findall(term)]
     return list(dict.fromkeys(_stem(terms)))
+
+
+def term_stems(term: str) -> list[str]:
+    """The index terms of one query term (usually one; ``"e-mail"`` gives two)."""
+    return _stem(_TOKEN.findall(term))

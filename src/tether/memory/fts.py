@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Final
 
 __all__ = [
@@ -134,7 +135,11 @@ def build_match_query(text: str, *, max_terms: int = MAX_QUERY_TERMS) -> str | N
         text has no searchable word (the caller then skips the keyword retriever: an empty
         MATCH is an FTS5 error).
     """
-    terms = query_terms(text, max_terms=max_terms)
+    return match_expression(query_terms(text, max_terms=max_terms))
+
+
+def match_expression(terms: Sequence[str]) -> str | None:
+    """``terms`` as FTS5 string literals joined with ``OR``; ``None`` for no terms."""
     if not terms:
         return None
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)

@@ -3,7 +3,7 @@
 ``Recall.search`` runs, for one request:
 
 1. the query embedding in a worker thread (``asyncio.to_thread``), concurrently with
-2. the FTS5 keyword candidates (:func:`tether.memory.fts.build_match_query`, ``bm25()``,
+2. the FTS5 keyword candidates (:func:`tether.store.sql_recall.keyword_candidates`,
    filters applied in SQL, ``candidate_depth`` deep);
 3. the vector candidates from :class:`~tether.memory.vectors.VectorIndex`, restricted to
    the namespaces in the index and to the other filters by re-checking candidate rows in
@@ -27,7 +27,7 @@ from typing import Any
 from tether.domain.time import to_ms
 from tether.errors import EmbedderUnavailable
 from tether.memory.embedders import Embedder, FloatMatrix
-from tether.memory.fts import build_match_query
+from tether.memory.fts import query_terms
 from tether.memory.ranking import MemoryFeatures, RankingParams, rank
 from tether.memory.schemas import SearchIn
 from tether.memory.vectors import VectorIndex
@@ -132,13 +132,13 @@ class Recall:
                 degraded = True
             else:
                 embed_task = asyncio.create_task(self._embed_query(body.query))
-        match = build_match_query(body.query) if body.mode != "vector" else None
+        want_keyword = body.mode != "vector" and bool(query_terms(body.query))
         keyword: list[tuple[int, float]] = []
         try:
-            if match is not None:
+            if want_keyword:
                 keyword = await self.store.read(
                     lambda c: qr.keyword_candidates(
-                        c, tenant_id, f, match=match, query=body.query, depth=depth, now=now
+                        c, tenant_id, f, query=body.query, depth=depth, now=now
                     )
                 )
         finally:

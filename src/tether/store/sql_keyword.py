@@ -22,7 +22,8 @@ import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 
-from tether.memory.analyzer import analyze, query_stems
+from tether.memory.analyzer import analyze, query_stems, term_stems
+from tether.memory.fts import query_terms
 
 # Okapi BM25 constants: Anserini's defaults for passage retrieval (MS MARCO passages; Lin et
 # al., "Anserini", SIGIR 2017 and its regressions), not FTS5's document-length 1.2 / 0.75.
@@ -32,6 +33,14 @@ K1 = 0.9
 B = 0.4
 # FTS5 floors idf at 1e-6 so a term in more than half the documents still counts a little.
 _IDF_FLOOR = 1e-6
+# FTS5 computes bm25() for every document matching any OR'ed term before it can sort and
+# LIMIT: ~3 us per match here. A question with one common word ("go", a speaker's name)
+# matched 28k of 100k memories (80 ms). So the MATCH keeps the query's rarest terms while
+# their summed document frequency (the postings FTS5 must score) stays within this budget,
+# and at least the rarest term: MaxScore-style pruning (Turtle & Flood 1995). Dropped terms
+# have the lowest idf and still count in the rescoring of what the kept terms find. On
+# stores of a few thousand memories nothing is dropped.
+POSTINGS_BUDGET = 4000
 
 
 def _count(
@@ -64,6 +73,40 @@ def unindex(conn: sqlite3.Connection, pk: int, tenant_id: str, namespace: str, t
         "INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', ?, ?)", (pk, text)
     )
     _count(conn, tenant_id, namespace, analyze(text), -1)
+
+
+def match_terms(conn: sqlite3.Connection, tenant_id: str, query: str) -> list[str]:
+    """The query's keyword terms to hand to FTS5 ``MATCH``, rarest first, pruned so their
+    summed document frequency over the tenant stays within :data:`POSTINGS_BUDGET`.
+
+    Returns:
+        Unstemmed terms as :func:`tether.memory.fts.query_terms` makes them (FTS5 stems
+        them itself); empty when the query has no searchable word.
+    """
+    terms = query_terms(query)
+    if not terms:
+        return []
+    stems = {t: term_stems(t) for t in terms}
+    wanted = sorted({s for ss in stems.values() for s in ss})
+    df: dict[str, int] = {}
+    if wanted:
+        df = dict(
+            conn.execute(
+                "SELECT term, sum(df) FROM memory_term_df WHERE tenant_id=? "
+                f"AND term IN ({','.join('?' * len(wanted))}) GROUP BY term",
+                (tenant_id, *wanted),
+            ).fetchall()
+        )
+    # A phrase term ("e-mail" -> e, mail) matches at most as often as its rarest word.
+    cost = {t: min((int(df.get(s, 0)) for s in stems[t]), default=0) for t in terms}
+    kept: list[str] = []
+    total = 0
+    for term in sorted(terms, key=lambda t: cost[t]):
+        if kept and total + cost[term] > POSTINGS_BUDGET:
+            break
+        kept.append(term)
+        total += cost[term]
+    return kept
 
 
 def rescore(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from tether.memory.fts import match_expression
 from tether.store import sql_keyword as keyword
 from tether.store.sql_memory import MemoryFilter, filter_sql
 
@@ -25,25 +26,29 @@ def keyword_candidates(
     tenant_id: str,
     f: MemoryFilter,
     *,
-    match: str,
     query: str,
     depth: int,
     now: int,
 ) -> list[tuple[int, float]]:
-    """Top ``depth`` memories for an FTS5 MATCH expression that pass the filter.
+    """Top ``depth`` memories for the query's keywords that pass the filter.
 
-    FTS5 finds the matches and preselects ``_PRESELECT`` x ``depth`` of them by its own
-    ``bm25()`` (whole-table statistics); :func:`tether.store.sql_keyword.rescore` then
-    ranks those by Okapi BM25 over the searched namespaces' statistics.
+    The query's terms are pruned to a postings budget
+    (:func:`tether.store.sql_keyword.match_terms`), FTS5 finds the matches and preselects
+    ``_PRESELECT`` x ``depth`` of them by its own ``bm25()`` (whole-table statistics), and
+    :func:`tether.store.sql_keyword.rescore` ranks those by Okapi BM25 over the searched
+    namespaces' statistics, with every query term.
 
     Args:
-        match: A safe expression from :func:`tether.memory.fts.build_match_query`.
-        query: The user's query text (its stems weight the rescoring).
+        query: The user's query text (any string).
 
     Returns:
-        ``(pk, bm25)`` best first; ``bm25`` is the negated Okapi BM25 score (k1 1.2,
-        b 0.75): lower is better, as :func:`tether.memory.ranking.rank` expects.
+        ``(pk, bm25)`` best first; ``bm25`` is the negated Okapi BM25 score: lower is
+        better, as :func:`tether.memory.ranking.rank` expects. Empty when the query has no
+        searchable word.
     """
+    match = match_expression(keyword.match_terms(conn, tenant_id, query))
+    if match is None:
+        return []
     where, params = filter_sql(f, tenant_id, now)
     rows = conn.execute(
         "SELECT m.pk, m.terms FROM memories_fts "

@@ -42,6 +42,8 @@ _UP = [
         PRIMARY KEY (tenant_id, namespace, term)
     ) WITHOUT ROWID
     """,
+    # Tenant-wide document frequency per term (query pruning); covering, so no table lookup.
+    "CREATE INDEX memory_term_df_term ON memory_term_df (tenant_id, term, df)",
     "ALTER TABLE memories ADD COLUMN terms TEXT",
 ]
 
