@@ -3,7 +3,6 @@ purge, expiry, the change feed, browse, search filters, access statistics, expor
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from tether.testing import TetherServer
+from tether.testing import TetherServer, wait_until
 
 
 def _remember(http: httpx.Client, **body: Any) -> httpx.Response:
@@ -27,13 +26,6 @@ def _search(http: httpx.Client, **body: Any) -> dict[str, Any]:
 
 def _texts(data: dict[str, Any]) -> list[str]:
     return [r["memory"]["text"] for r in data["results"]]
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def _stats(http: httpx.Client) -> dict[str, Any]:
@@ -374,7 +366,7 @@ def test_a_new_memory_becomes_vector_searchable_and_search_counts_access(
         results = _search(http, mode="vector", limit=1, **query)["results"]
         return bool(results) and results[0]["memory"]["id"] == mem_id
 
-    _wait(found)
+    wait_until(found)
     assert _stats(http)["index_backlog"] == 0
     hybrid = _search(http, **query)
     assert hybrid["degraded"] is False
@@ -384,7 +376,7 @@ def test_a_new_memory_becomes_vector_searchable_and_search_counts_access(
         data = http.get(f"/v1/memories/{mem_id}").json()["data"]
         return bool(data["access_count"] >= 2 and data["last_accessed_at"])
 
-    _wait(accessed)
+    wait_until(accessed)
 
 
 def test_export_import_round_trip(

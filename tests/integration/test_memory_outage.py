@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from tether.memory.embedders import OnnxMiniLMEmbedder
-from tether.testing import TetherServer
+from tether.testing import TetherServer, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -81,13 +81,6 @@ def api() -> Iterator[FakeEmbeddingsAPI]:
     fake.close()
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
 def _stats(http: httpx.Client) -> dict[str, Any]:
     data: dict[str, Any] = http.get("/v1/memory/stats").json()["data"]
     return data
@@ -134,7 +127,7 @@ def test_outage_then_recovery_then_poison_job_dead_letter_and_replay(
 
         # 2. It recovers: the backlog drains and a vector-only paraphrase finds the memory.
         api.down = False
-        _wait(lambda: _stats(http)["index_backlog"] == 0)
+        wait_until(lambda: _stats(http)["index_backlog"] == 0)
         assert _stats(http)["indexed"] == 3
         query = {"namespace": "drill", "query": "Does she own a dog?"}
         assert _search(http, mode="bm25", **query)["results"] == []  # no shared keyword
@@ -149,7 +142,7 @@ def test_outage_then_recovery_then_poison_job_dead_letter_and_replay(
         fine = http.post("/v1/memories", json={"namespace": "drill", "text": "Tea at five"})
         assert poison.status_code == 201
         assert fine.status_code == 201
-        _wait(lambda: _stats(http)["dead_letters"] == 1)
+        wait_until(lambda: _stats(http)["dead_letters"] == 1)
         assert _stats(http)["index_backlog"] == 0
         dead = http.get("/v1/admin/outbox", params={"state": "dead"}).json()["data"]["items"]
         assert [d["memory_id"] for d in dead] == [poison.json()["data"]["memory"]["id"]]
@@ -161,5 +154,5 @@ def test_outage_then_recovery_then_poison_job_dead_letter_and_replay(
         api.poison = False
         r = http.post("/v1/admin/outbox/replay", json={"ids": [dead[0]["id"]]})
         assert r.json()["data"]["replayed"] == 1
-        _wait(lambda: _stats(http)["dead_letters"] == 0 and _stats(http)["index_backlog"] == 0)
+        wait_until(lambda: _stats(http)["dead_letters"] == 0 and _stats(http)["index_backlog"] == 0)
         assert _stats(http)["indexed"] == 5

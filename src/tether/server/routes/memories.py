@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -29,17 +29,30 @@ BODY_MODELS: list[type[BaseModel]] = [MemoryIn, MemoryBatchIn, SearchIn]
 _NDJSON = "application/x-ndjson"
 
 
-def _browse_filter(
-    namespace: list[str] | None,
-    kind: list[str] | None,
-    tag: list[str] | None,
-    session: str | None,
-    q: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    include_expired: bool,
-    include_deleted: bool,
+# Query parameters shared by browse and export.
+NamespaceQ = Annotated[list[str] | None, Query(description="Namespace(s); any of them.")]
+KindQ = Annotated[list[str] | None, Query(description="Kind(s); any of them.")]
+TagQ = Annotated[list[str] | None, Query(description="Tag(s); all of them.")]
+SessionQ = Annotated[str | None, Query(description="source_session_id equals.")]
+TextQ = Annotated[
+    str | None, Query(max_length=1000, description="Case-insensitive text substring.")
+]
+SinceQ = Annotated[datetime | None, Query(description="occurred_at (else created_at) >=.")]
+UntilQ = Annotated[datetime | None, Query(description="occurred_at (else created_at) <=.")]
+
+
+async def browse_filter(
+    namespace: NamespaceQ = None,
+    kind: KindQ = None,
+    tag: TagQ = None,
+    session: SessionQ = None,
+    q: TextQ = None,
+    since: SinceQ = None,
+    until: UntilQ = None,
+    include_expired: bool = False,
+    include_deleted: bool = False,
 ) -> MemoryFilter:
+    """The filter query parameters shared by browse and export (a FastAPI dependency)."""
     return MemoryFilter(
         namespaces=namespace or [],
         kinds=kind or [],
@@ -53,16 +66,7 @@ def _browse_filter(
     )
 
 
-# Query parameters shared by browse and export.
-NamespaceQ = Annotated[list[str] | None, Query(description="Namespace(s); any of them.")]
-KindQ = Annotated[list[str] | None, Query(description="Kind(s); any of them.")]
-TagQ = Annotated[list[str] | None, Query(description="Tag(s); all of them.")]
-SessionQ = Annotated[str | None, Query(description="source_session_id equals.")]
-TextQ = Annotated[
-    str | None, Query(max_length=1000, description="Case-insensitive text substring.")
-]
-SinceQ = Annotated[datetime | None, Query(description="occurred_at (else created_at) >=.")]
-UntilQ = Annotated[datetime | None, Query(description="occurred_at (else created_at) <=.")]
+BrowseFilter = Annotated[MemoryFilter, Depends(browse_filter)]
 
 
 @router.post(
@@ -116,23 +120,8 @@ async def search(request: Request) -> Response:
 
 
 @router.get("/v1/memories/export", operation_id="memories.export")
-async def export(
-    svc: ServicesDep,
-    ctx: ContextDep,
-    namespace: NamespaceQ = None,
-    kind: KindQ = None,
-    tag: TagQ = None,
-    session: SessionQ = None,
-    q: TextQ = None,
-    since: SinceQ = None,
-    until: UntilQ = None,
-    include_expired: bool = False,
-    include_deleted: bool = False,
-) -> Response:
+async def export(svc: ServicesDep, ctx: ContextDep, f: BrowseFilter) -> Response:
     """Stream memories as NDJSON (one JSON object per line, ingest order); not enveloped."""
-    f = _browse_filter(
-        namespace, kind, tag, session, q, since, until, include_expired, include_deleted
-    )
     return StreamingResponse(svc.memory.export(ctx, f), media_type=_NDJSON)
 
 
@@ -174,22 +163,11 @@ async def browse(
     request: Request,
     svc: ServicesDep,
     ctx: ContextDep,
-    namespace: NamespaceQ = None,
-    kind: KindQ = None,
-    tag: TagQ = None,
-    session: SessionQ = None,
-    q: TextQ = None,
-    since: SinceQ = None,
-    until: UntilQ = None,
-    include_expired: bool = False,
-    include_deleted: bool = False,
+    f: BrowseFilter,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     """Memories newest first, filtered; ``next_cursor`` pages on."""
-    f = _browse_filter(
-        namespace, kind, tag, session, q, since, until, include_expired, include_deleted
-    )
     items, nxt = await svc.memory.browse(ctx, f, before=parse_cursor(cursor), limit=limit)
     return ok(request, {"items": items, "next_cursor": nxt})
 
