@@ -123,3 +123,18 @@ def test_namespace_blocks_match_brute_force_through_growth_moves_and_deletes() -
         for qi in (1, 500, 999):
             got = [k for k, _ in index.search("t", "m", vecs[qi], 10, namespaces=selection)]
             assert got == _brute(vecs[keys], keys, vecs[qi], 10)
+
+
+def test_close_stops_the_graph_thread_between_batches() -> None:
+    rng = np.random.default_rng(3)
+    index = VectorIndex(hnsw_threshold=100)
+    index.add("t", "m", [(i + 1, "x", f"h{i}") for i in range(400)], _unit(rng, 400))
+    deadline = time.monotonic() + 30
+    while not index.uses_hnsw("t", "m"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    threads = [c.thread for c in index._collections.values() if c.thread is not None]
+    assert threads
+    assert all(t.is_alive() for t in threads)  # the graph keeps syncing until closed
+    index.close()
+    assert not any(t.is_alive() for t in threads)

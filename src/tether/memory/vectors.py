@@ -184,6 +184,10 @@ class _Collection:
         self.dirty: dict[int, int] = {}  # key -> change number, changed since the graph saw it
         self.changes = 0
         self.kick = threading.Event()  # wakes the graph's sync thread
+        # Set at shutdown: the graph thread must leave between batches, never be cut off
+        # inside usearch's C++ code (the process then aborts: "terminate called ...").
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
 
     @property
     def n(self) -> int:
@@ -260,14 +264,24 @@ class _Collection:
             keys = np.concatenate([b.keys[: b.n] for b in blocks])
             vecs = np.concatenate([b.vecs[: b.n] for b in blocks])
             self.dirty.clear()  # the snapshot covers everything up to now
-        threading.Thread(
+        self.thread = threading.Thread(
             target=self._build, args=(keys, vecs), name="tether-hnsw-build", daemon=True
-        ).start()
+        )
+        self.thread.start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the graph thread after its current batch and wait for it (s)."""
+        self.stopping.set()
+        self.kick.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
 
     def _build(self, keys: npt.NDArray[np.int64], vecs: FloatMatrix) -> None:
         try:
             graph = _new_hnsw(self.dim)
             for start in range(0, len(keys), 256):
+                if self.stopping.is_set():
+                    return
                 graph.add(keys[start : start + 256], vecs[start : start + 256], threads=1)
             with self.lock:
                 self.hnsw = graph
@@ -281,14 +295,14 @@ class _Collection:
             self.building = False
         # From now on this thread keeps the graph in step with the blocks, off the callers'
         # threads (on 2 cores: beside the embedding thread, not after it).
-        while True:
+        while not self.stopping.is_set():
             self.sync()
             self.kick.wait(timeout=1.0)
             self.kick.clear()
 
     def sync(self) -> None:
         """Apply rows changed since the graph last saw them, a few at a time."""
-        while True:
+        while not self.stopping.is_set():
             with self.lock:
                 graph = self.hnsw
                 if graph is None or not self.dirty:
@@ -429,6 +443,13 @@ class VectorIndex:
         self._lock = threading.Lock()
         self._collections: dict[tuple[str, str], _Collection] = {}
         self._expected: dict[tuple[str, int], str | None] = {}
+
+    def close(self) -> None:
+        """Stop every collection's graph thread (between batches) and wait for it."""
+        with self._lock:
+            collections = list(self._collections.values())
+        for collection in collections:
+            collection.close()
 
     def add(
         self,

@@ -99,9 +99,11 @@ class MemoryService:
         return total
 
     async def drain(self) -> None:
-        """Wait for background writes (access statistics) still in flight."""
+        """Wait for background writes (access statistics) still in flight, then stop the
+        vector index's graph threads."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+        await asyncio.to_thread(self.index.close)
 
     async def embedder_check(self) -> dict[str, Any]:
         """Readiness of the embedder: ``{name, kind, status, latency_ms, detail}``.
