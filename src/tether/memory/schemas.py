@@ -70,13 +70,8 @@ def _not_blank(value: str | None) -> str | None:
     return value
 
 
-class MemoryIn(Strict):
-    """``POST /v1/memories`` and each item of ``POST /v1/memories/batch``.
-
-    ``importance`` is in [0, 1] (0.5 is neutral in ranking). Datetimes are ISO 8601; a
-    naive one is UTC. ``idempotency_key`` (or the ``Idempotency-Key`` header for a single
-    create) makes a retry return the original result.
-    """
+class _MemoryFields(Strict):
+    """The fields a client gives a memory, shared by create and import."""
 
     namespace: Namespace
     text: MemoryText
@@ -88,9 +83,19 @@ class MemoryIn(Strict):
     expires_at: datetime | None = None
     source_session_id: ClientId | None = None
     source_event_id: Key | None = None
-    idempotency_key: Key | None = None
 
     _check_text = field_validator("text")(_not_blank)
+
+
+class MemoryIn(_MemoryFields):
+    """``POST /v1/memories`` and each item of ``POST /v1/memories/batch``.
+
+    ``importance`` is in [0, 1] (0.5 is neutral in ranking). Datetimes are ISO 8601; a
+    naive one is UTC. ``idempotency_key`` (or the ``Idempotency-Key`` header for a single
+    create) makes a retry return the original result.
+    """
+
+    idempotency_key: Key | None = None
 
 
 class MemoryBatchIn(Strict):
@@ -159,7 +164,7 @@ class SearchIn(Strict):
         return list(dict.fromkeys(raw))
 
 
-class MemoryImport(BaseModel):
+class MemoryImport(_MemoryFields):
     """One line of ``POST /v1/memories/import`` (the shape ``GET /v1/memories/export``
     writes). Server-managed fields in the line are ignored; ``id`` and ``created_at`` are
     kept so a round trip preserves identity."""
@@ -167,19 +172,7 @@ class MemoryImport(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: ClientId | None = None
-    namespace: Namespace
-    text: MemoryText
-    kind: Kind = "fact"
-    tags: Tags = Field(default_factory=list)
-    metadata: Metadata = Field(default_factory=dict)
-    importance: Importance = 0.5
-    occurred_at: datetime | None = None
     created_at: datetime | None = None
-    expires_at: datetime | None = None
-    source_session_id: ClientId | None = None
-    source_event_id: Key | None = None
-
-    _check_text = field_validator("text")(_not_blank)
 
 
 def fields_of(model: BaseModel) -> dict[str, Any]:
