@@ -44,7 +44,7 @@ _CACHE_KIB = -65536
 # Memory-map up to 256 MiB of the file for readers; avoids read() copies on hot pages.
 _MMAP_BYTES = 256 * 1024 * 1024
 # SQLite's automatic checkpoint runs inside the COMMIT that crosses 1,000 WAL pages, so one
-# writer's commit in every few hundred stalls for 10-25 ms (measured p99 commit 15.8 ms vs
+# writer's commit in every few hundred stalls for 10-25 ms (one-off: p99 commit 15.8 ms vs
 # 3.3 ms without). A separate thread checkpoints instead, PASSIVE (never blocks the writer).
 _CHECKPOINT_EVERY_S = 1.0
 
