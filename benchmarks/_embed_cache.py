@@ -1,17 +1,13 @@
-"""Real embeddings cached on disk, and a local OpenAI-compatible endpoint that serves them.
+"""Real embeddings cached on disk for the large runs of ``memory_latency.py``.
 
 Embedding 100k texts with the int8 MiniLM takes tens of minutes on the reference CPU, so
 ``memory_latency.py`` computes each corpus text's vector once (the default ONNX embedder,
 the same model and code the server runs), keeps it in
 ``~/.cache/tether-bench/embeddings.sqlite3`` (outside the repo; key: model name + SHA-256
-of the text), and feeds large runs to the server through its documented
-``TETHER_EMBEDDER=openai:<model>@<base_url>`` option, pointed at :class:`CachedEndpoint`
-in the benchmark process.
-
-The endpoint answers ``POST /v1/embeddings`` from the cache; a text that is not cached is
-embedded *live* with the same ONNX model (and is not written back), so query embeddings
-during a recall measurement are real work, not lookups (the benchmark's questions are kept
-out of the corpus, so they are never in the cache).
+of the text), and loads large runs through ``POST /v1/memories/import`` with each line
+carrying its vector (the shape ``GET /v1/memories/export?vectors=true`` writes). The
+benchmark's questions are kept out of the corpus, so the server computes every query
+vector itself.
 
 ``python benchmarks/_embed_cache.py`` fills the cache for the whole corpus (one intra-op
 thread, texts sorted by token count, batches of 32, committed as it goes: it can be
@@ -21,15 +17,12 @@ stopped and resumed).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,70 +92,6 @@ def precompute(texts: Sequence[str], *, batch: int = 32, log: Any = print) -> No
         if done % (batch * 50) < batch or done == len(todo):
             rate = done / (time.perf_counter() - t0)
             log(f"{done}/{len(todo)} embedded, {rate:.0f}/s", flush=True)
-
-
-class CachedEndpoint:
-    """A local ``POST /v1/embeddings`` (OpenAI shape) over :class:`EmbeddingCache`;
-    uncached texts are embedded live with the ONNX model (1 thread) and not stored."""
-
-    def __init__(self) -> None:
-        from tether.memory.embedders import OnnxMiniLMEmbedder
-
-        self.cache = EmbeddingCache()
-        self.live = OnnxMiniLMEmbedder(threads=1)
-        self.live.embed(["warm up"])
-        self.served = 0
-        self.computed = 0
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in two writes: without TCP_NODELAY, Nagle plus the
-            # client's delayed ACK stall every response by ~40 ms.
-            disable_nagle_algorithm = True
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-                vecs = endpoint.cache.get_many(texts)
-                miss = [i for i, v in enumerate(vecs) if v is None]
-                if miss:
-                    fresh = endpoint.live.embed([texts[i] for i in miss])
-                    for j, i in enumerate(miss):
-                        vecs[i] = fresh[j]
-                endpoint.served += len(texts) - len(miss)
-                endpoint.computed += len(miss)
-                data = [
-                    {"object": "embedding", "index": i, "embedding": v.tolist()}  # type: ignore[union-attr]
-                    for i, v in enumerate(vecs)
-                ]
-                out = json.dumps({"object": "list", "data": data, "model": body["model"]})
-                raw = out.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    @contextmanager
-    def running(self) -> Iterator[str]:
-        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self.url
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
 
 
 if __name__ == "__main__":

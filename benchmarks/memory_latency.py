@@ -23,14 +23,15 @@ For each size (default 10k and 100k memories) on a fresh database:
 
 **Embeddings.** Sizes up to 20k (``--cached auto``) run the server's own default embedder:
 their remember rate is the real pipeline against the ceiling. Larger sizes would spend most
-of an hour embedding on the reference box, so they use real vectors computed once by the
-same ONNX model and cached on disk (``~/.cache/tether-bench``, see ``_embed_cache.py``),
-fed to the server through its documented ``TETHER_EMBEDDER=openai:<model>@<base_url>``
-option pointed at a local endpoint in this process. On those rows the remember rate
-measures the write path, the indexer, the vector index and HNSW maintenance with a free
-embedder: not comparable to the ceiling (the table says so). Their recall latency is
-honest: the questions are not in the cache, so each query vector is computed live by the
-ONNX model in the endpoint (plus one local HTTP hop the in-server embedder does not pay).
+of an hour embedding on the reference box, so their memories are loaded through
+``POST /v1/memories/import`` with real vectors computed once by the same ONNX model and
+cached on disk (``~/.cache/tether-bench``, see ``_embed_cache.py``), each line carrying
+its vector as ``GET /v1/memories/export?vectors=true`` writes it: the server stores them
+instead of embedding. On those rows the remember rate measures the import path (write path,
+vector rows, vector index, HNSW maintenance) without the embedder: not comparable to the
+ceiling (the table says so). Their recall latency is the real thing: the server runs its
+default in-process embedder, and the questions are never stored, so every query vector is
+computed live.
 
 Corpus (real text, no random vectors): from LoCoMo dev (``shared/data/locomo-dev.json``)
 every turn, every shared-photo caption, every answer, and every window of 2 and 3
@@ -146,6 +147,34 @@ def stats(http: httpx.Client) -> dict[str, Any]:
     return data
 
 
+def import_bodies(items: list[dict[str, Any]], distinct: list[str]) -> list[bytes]:
+    """NDJSON bodies of 1,000 import lines, each memory with its cached real vector in the
+    shape ``GET /v1/memories/export?vectors=true`` writes (computing any missing ones)."""
+    import base64
+
+    import orjson
+
+    from _embed_cache import DIM, MODEL, EmbeddingCache, precompute
+
+    cache = EmbeddingCache()
+    missing = cache.missing(distinct)
+    if missing:
+        print(f"computing {len(missing)} missing cached embeddings", flush=True)
+        precompute(missing)
+    encoded = {
+        text: base64.b64encode(vector.astype("<f4").tobytes()).decode()
+        for text, vector in zip(distinct, cache.get_many(distinct), strict=True)
+        if vector is not None
+    }
+    lines = [
+        orjson.dumps(
+            {**item, "embedding": {"model": MODEL, "dim": DIM, "vector": encoded[item["text"]]}}
+        )
+        for item in items
+    ]
+    return [b"\n".join(lines[i : i + 1000]) + b"\n" for i in range(0, len(lines), 1000)]
+
+
 def recall_latency(
     http: httpx.Client, namespaces: list[str], queries: list[str]
 ) -> dict[str, float]:
@@ -184,20 +213,20 @@ def run(
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
         db = Path(tmp) / "latency.db"
         with contextlib.ExitStack() as serving:
-            env: dict[str, str] = {}
+            bodies: list[bytes] = []
             if cached:
-                from _embed_cache import MODEL, CachedEndpoint, EmbeddingCache, precompute
-
-                missing = EmbeddingCache().missing(texts[: min(size, len(texts))])
-                if missing:
-                    print(f"computing {len(missing)} missing cached embeddings", flush=True)
-                    precompute(missing)
-                endpoint = serving.enter_context(CachedEndpoint().running())
-                env["TETHER_EMBEDDER"] = f"openai:{MODEL}@{endpoint}"
-            url = serving.enter_context(running_server(db, env))
+                bodies = import_bodies(items, texts[: min(size, len(texts))])
+            url = serving.enter_context(running_server(db, {}))
             http = serving.enter_context(httpx.Client(base_url=url, timeout=300))
             t0 = time.perf_counter()
-            for start in range(0, size, 1000):
+            for body in bodies:  # cached: the import API, each line carrying its vector
+                r = http.post(
+                    "/v1/memories/import",
+                    content=body,
+                    headers={"content-type": "application/x-ndjson"},
+                )
+                r.raise_for_status()
+            for start in range(0, size if not cached else 0, 1000):
                 r = http.post("/v1/memories/batch", json={"items": items[start : start + 1000]})
                 r.raise_for_status()
             acked = time.perf_counter()
@@ -236,6 +265,7 @@ async def stage_breakdown(
     The query embedder is the in-process ONNX model under the stored vectors' model name.
     """
     from tether.domain.time import now_ms
+    from tether.memory.analyzer import query_stems
     from tether.memory.embedders import OnnxMiniLMEmbedder
     from tether.memory.ranking import RankingParams
     from tether.memory.recall import Recall, search_filter
@@ -279,12 +309,12 @@ async def stage_breakdown(
             t = time.perf_counter()
             vec = embedder.embed([q])[0]
             t = lap("query embedding (1 thread)", t)
-            kw = await store.read(
-                lambda c, f=f, q=q, now=now: qr.keyword_candidates(
-                    c, tenant, f, query=q, depth=depth, now=now
+            kw, rows = await store.read(
+                lambda c, f=f, q=q, now=now: recall._keyword_candidates(
+                    c, tenant, f, query_stems(q), depth, now
                 )
             )
-            t = lap("keyword candidates (FTS5 + rescoring)", t)
+            t = lap("keyword candidates (BM25 postings + their rows)", t)
             hits = index.search(tenant, model, vec, depth + 8, namespaces=body.namespaces)
             t = lap(f"vector search, {scope}", t)
             if index.uses_hnsw(tenant, model):  # the graph's recall against exact search
@@ -295,13 +325,15 @@ async def stage_breakdown(
                 got = {pk for pk, _ in hits[:depth]}
                 overlap.setdefault(scope, []).append(len(got & {pk for pk, _ in exact}) / depth)
                 t = time.perf_counter()
-            wanted = [pk for pk, _ in kw] + [pk for pk, _ in hits]
-            rows = await store.read(
-                lambda c, f=f, wanted=wanted, now=now: qr.rows_passing(
-                    c, tenant, f, wanted, now=now
+            missing = [pk for pk, _ in hits if pk not in rows]
+            rows.update(
+                await store.read(
+                    lambda c, f=f, missing=missing, now=now: qr.rows_passing(
+                        c, tenant, f, missing, now=now
+                    )
                 )
             )
-            t = lap("rows_passing", t)
+            t = lap("rows_passing (vector hits not already read)", t)
             features = {str(pk): MemoryFeatures(created_at=datetime.now(UTC)) for pk in rows}
             ranked = rank(
                 [(str(pk), s) for pk, s in kw],
@@ -358,7 +390,7 @@ def main() -> None:
         "| % of embedder |\n|---|---|---|---|---|---|---|---|---|"
     )
     for r in rows:
-        source = "cached real vectors via `openai:` endpoint" if r["cached"] else "in-server ONNX"
+        source = "imported with cached real vectors" if r["cached"] else "in-server ONNX"
         share = (
             "n/a (embedder bypassed)"
             if r["cached"]

@@ -3,10 +3,12 @@ purge, expiry, the change feed, browse, search filters, access statistics, expor
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 
@@ -433,6 +435,58 @@ def test_export_import_round_trip(
             ("body", 1),
             ("body", 2),
         }
+
+
+def test_export_with_vectors_restores_without_the_embedder(
+    http: httpx.Client, server_factory: Callable[..., TetherServer], tmp_path: Any
+) -> None:
+    """Vectors exported with ``vectors=true`` are stored by the import (no outbox job),
+    searchable by vector at once; a vector of another model, or none, is embedded as usual;
+    a malformed vector is a 422 that stores nothing."""
+    texts = [f"the {c} lighthouse keeper logs the tide" for c in ("red", "blue", "green")]
+    for text in texts:
+        assert _remember(http, namespace="vx/a", text=text).status_code == 201
+    wait_until(lambda: _stats(http)["index_backlog"] == 0)
+    model = _stats(http)["embedding_model"]
+    exported = http.get("/v1/memories/export", params={"namespace": "vx/a", "vectors": "true"})
+    lines = [orjson.loads(line) for line in exported.content.splitlines()]
+    assert len(lines) == 3
+    assert all(line["embedding"]["model"] == model for line in lines)
+    assert all(line["embedding"]["dim"] == 384 for line in lines)
+    plain = http.get("/v1/memories/export", params={"namespace": "vx/a"}).content
+    assert b'"embedding"' not in plain
+
+    # Line 0 carries its vector negated: re-embedding the text would give the original,
+    # so finding the negated vector on the other side proves it was stored as sent.
+    v0 = np.frombuffer(base64.b64decode(lines[0]["embedding"]["vector"]), dtype="<f4")
+    negated = base64.b64encode((-v0).astype("<f4").tobytes()).decode()
+    first = {**lines[0], "embedding": {**lines[0]["embedding"], "vector": negated}}
+    foreign = {**lines[2], "embedding": {**lines[2]["embedding"], "model": "another-model"}}
+    body = b"".join(orjson.dumps(x) + b"\n" for x in [first, lines[1], foreign])
+    headers = {"content-type": "application/x-ndjson"}
+    other = server_factory(db=tmp_path / "vx.db")
+    with httpx.Client(base_url=other.url, timeout=30) as dest:
+        broken = {**lines[2], "embedding": {**lines[2]["embedding"], "dim": 3}}
+        bad = dest.post("/v1/memories/import", content=orjson.dumps(broken), headers=headers)
+        assert bad.status_code == 422
+        assert bad.json()["error"]["details"][0]["loc"][:3] == ["body", 1, "embedding"]
+        assert _stats(dest)["count"] == 0
+
+        r = dest.post("/v1/memories/import", content=body, headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json()["data"]["imported"] == 3
+        assert r.json()["data"]["vectors"] == 2  # the foreign-model line is embedded here
+        wait_until(lambda: _stats(dest)["index_backlog"] == 0)
+        assert _stats(dest)["indexed"] == 3
+        back = dest.get("/v1/memories/export", params={"vectors": "true"}).content.splitlines()
+        got = {
+            d["id"]: np.frombuffer(base64.b64decode(d["embedding"]["vector"]), dtype="<f4")
+            for d in map(orjson.loads, back)
+        }
+        assert np.allclose(got[lines[0]["id"]], -v0, atol=1e-6)
+        for line in lines[1:]:
+            sent = np.frombuffer(base64.b64decode(line["embedding"]["vector"]), dtype="<f4")
+            assert np.allclose(got[line["id"]], sent, atol=1e-4)
 
 
 def test_cli_reindex_re_embeds_and_waits_for_the_backlog(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tether.errors import NotFound
+from tether.memory.postings import KeywordIndex
 from tether.memory.schemas import MemoryIn
 from tether.store import sql_memory as qm
 from tether.store import sql_outbox as qo
@@ -33,9 +34,9 @@ def test_every_memory_query_is_scoped_by_tenant(tmp_path: Path) -> None:
             with pytest.raises(NotFound):
                 qm.history(c, "tenant-b", a["id"])
             f = qm.MemoryFilter(namespaces=["shared"])
-            hits = qr.keyword_candidates(c, "tenant-c", f, query="tulip", depth=10, now=2)
-            assert hits == []
-            assert len(qr.keyword_candidates(c, "tenant-a", f, query="tulip", depth=10, now=2)) == 1
+            keywords = KeywordIndex()
+            assert keywords.search(c, "tenant-c", f.namespaces, ["tulip"], 10) == []
+            assert len(keywords.search(c, "tenant-a", f.namespaces, ["tulip"], 10)) == 1
             rows = qr.rows_passing(c, "tenant-b", f, [1, 2], now=2)
             assert {r["tenant_id"] for r in rows.values()} == {"tenant-b"}
             items, _ = qm.changes(c, "tenant-a", after=0, limit=100)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import time as _time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def now_ms() -> int:
     """Current wall-clock time in ms since the epoch."""
     return _time.time_ns() // 1_000_000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_ms(value: datetime | None) -> int | None:
@@ -25,8 +28,8 @@ def iso(ms: int | None) -> str | None:
     """ms since the epoch as RFC 3339 UTC, millisecond precision: ``2026-01-02T03:04:05.678Z``."""
     if ms is None:
         return None
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    # Integer arithmetic (no float seconds: no rounding), then C isoformat: "+00:00" -> "Z".
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def new_id() -> str:

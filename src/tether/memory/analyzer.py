@@ -1,11 +1,11 @@
-"""The text analyzer behind Tether's own BM25 statistics (``store/sql_keyword.py``).
+"""The text analyzer behind Tether's BM25 keyword retriever (:mod:`tether.memory.postings`).
 
 It mirrors the FTS5 tokenizer of the keyword index (``porter unicode61 remove_diacritics
 2``, see :mod:`tether.memory.fts`): case-folded, diacritics stripped, split on anything
 that is not a letter or digit, then stemmed with the Porter (1980) algorithm (PyStemmer's
-``porter``, the same algorithm as SQLite's ``porter`` tokenizer). Matching still happens
-in FTS5; these terms only feed document frequencies and term frequencies, so they need to
-agree with each other, and closely (not byte for byte) with FTS5.
+``porter``, the same algorithm as SQLite's ``porter`` tokenizer). Recall matches and
+scores on these terms; FTS5 (the browse API's ``q``) on its own tokens, which agree with
+them closely, not byte for byte.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@
 ``Recall.search`` runs, for one request:
 
 1. the query embedding in a worker thread (``asyncio.to_thread``), concurrently with
-2. the FTS5 keyword candidates (:func:`tether.store.sql_recall.keyword_candidates`,
-   filters applied in SQL, ``candidate_depth`` deep);
-3. the vector candidates from :class:`~tether.memory.vectors.VectorIndex`, restricted to
-   the namespaces in the index and to the other filters by re-checking candidate rows in
-   SQL (over-fetching until ``candidate_depth`` pass, or the index is exhausted);
+2. the keyword candidates in a reader thread: exact BM25 top-k from
+   :class:`~tether.memory.postings.KeywordIndex` (namespaces applied in the index), their
+   rows read and the other filters checked in SQL
+   (:func:`tether.store.sql_recall.rows_passing`), over-fetching until
+   ``candidate_depth`` pass or the matches are exhausted;
+3. the vector candidates from :class:`~tether.memory.vectors.VectorIndex`, filtered the
+   same way (only rows the keyword step did not read are read);
 4. :func:`tether.memory.ranking.rank` over the union (convex fusion, recency, importance).
 
 If the embedder is down, hybrid recall degrades to BM25 and says so (``degraded``).
@@ -26,8 +28,9 @@ from typing import Any
 
 from tether.domain.time import to_ms
 from tether.errors import EmbedderUnavailable
+from tether.memory.analyzer import query_stems
 from tether.memory.embedders import Embedder, FloatMatrix
-from tether.memory.fts import query_terms
+from tether.memory.postings import KeywordIndex
 from tether.memory.ranking import MemoryFeatures, RankingParams, rank
 from tether.memory.schemas import SearchIn
 from tether.memory.vectors import VectorIndex
@@ -37,8 +40,9 @@ from tether.store.sqlite import SQLiteStore
 
 __all__ = ["Recall", "SearchOutcome", "search_filter"]
 
-# Vector over-fetch: with kind/tags/metadata/time/session filters ask the index for this
-# many times the depth (it knows namespaces only), growing x4 while too many are rejected.
+# Over-fetch from either index: with kind/tags/metadata/time/session filters ask for this
+# many times the depth (the indexes know namespaces only), growing x4 while too many are
+# rejected.
 # Without them only expiry can reject a row: ask for the depth plus a small margin.
 _OVERFETCH = 2
 _MARGIN = 8
@@ -78,9 +82,10 @@ class SearchOutcome:
 
 
 class Recall:
-    """Search use-case over a store, an embedder and a vector index.
+    """Search use-case over a store, an embedder, a keyword index and a vector index.
 
     Args:
+        keywords: The BM25 postings; a new one (loaded on first search) when not given.
         embedder_down: Returns True while the indexer knows the embedder is down, so a
             request does not wait on it (degrades at once).
     """
@@ -92,11 +97,13 @@ class Recall:
         index: VectorIndex,
         *,
         params: RankingParams,
+        keywords: KeywordIndex | None = None,
         embedder_down: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.index = index
+        self.keywords = keywords if keywords is not None else KeywordIndex()
         self.params = params
         self.embedder_down = embedder_down
         self._query_vectors: OrderedDict[tuple[str, str], FloatMatrix] = OrderedDict()
@@ -132,14 +139,13 @@ class Recall:
                 degraded = True
             else:
                 embed_task = asyncio.create_task(self._embed_query(body.query))
-        want_keyword = body.mode != "vector" and bool(query_terms(body.query))
+        stems = query_stems(body.query) if body.mode != "vector" else []
         keyword: list[tuple[int, float]] = []
+        rows: dict[int, sqlite3.Row] = {}
         try:
-            if want_keyword:
-                keyword = await self.store.read(
-                    lambda c: qr.keyword_candidates(
-                        c, tenant_id, f, query=body.query, depth=depth, now=now
-                    )
+            if stems:
+                keyword, rows = await self.store.read(
+                    lambda c: self._keyword_candidates(c, tenant_id, f, stems, depth, now)
                 )
         finally:
             query_vec: FloatMatrix | None = None
@@ -150,9 +156,9 @@ class Recall:
                     if body.mode == "vector":
                         raise
                     degraded = True
-        vector, rows = await self._vector_candidates(
-            tenant_id, f, query_vec, [pk for pk, _ in keyword], depth, body.namespaces, now
-        )
+        vector: list[tuple[int, float]] = []
+        if query_vec is not None:
+            vector = await self._vector_candidates(tenant_id, f, query_vec, rows, depth, now)
         features = {
             str(pk): MemoryFeatures(
                 created_at=_dt(row["created_at"]) or datetime.now(UTC),
@@ -160,10 +166,11 @@ class Recall:
                 last_accessed_at=_dt(row["last_accessed_at"]),
                 importance=float(row["importance"]),
             )
-            for pk, row in rows.items()
+            for pk in {pk for pk, _ in keyword} | {pk for pk, _ in vector}
+            for row in (rows[pk],)
         }
         ranked = rank(
-            [(str(pk), s) for pk, s in keyword if pk in rows],
+            [(str(pk), s) for pk, s in keyword],
             [(str(pk), s) for pk, s in vector],
             features,
             now=_dt(now) or datetime.now(UTC),
@@ -179,36 +186,58 @@ class Recall:
             results.append({"memory": memory_dict(rows[pk]), "score": r.score, "scores": scores})
         return SearchOutcome(results, pks, degraded)
 
-    async def _vector_candidates(
+    def _keyword_candidates(
         self,
+        conn: sqlite3.Connection,
         tenant_id: str,
         f: MemoryFilter,
-        query_vec: FloatMatrix | None,
-        keyword_pks: list[int],
+        stems: list[str],
         depth: int,
-        namespaces: list[str],
         now: int,
     ) -> tuple[list[tuple[int, float]], dict[int, sqlite3.Row]]:
-        """Vector candidates passing the filter, and the rows of every candidate."""
-        model = self.embedder.name
-        selective = bool(f.kinds or f.tags or f.metadata or f.session or f.q) or (
-            f.since_ms is not None or f.until_ms is not None
-        )
-        fetch = depth * _OVERFETCH if selective else depth + _MARGIN
-
-        def search_and_read(
-            conn: sqlite3.Connection, fetch: int
-        ) -> tuple[list[tuple[int, float]], dict[int, sqlite3.Row]]:
-            # One worker-thread hop for both: the index search, then the candidates' rows.
-            hits: list[tuple[int, float]] = []
-            if query_vec is not None:
-                hits = self.index.search(tenant_id, model, query_vec, fetch, namespaces=namespaces)
-            wanted = keyword_pks + [pk for pk, _ in hits]
-            return hits, qr.rows_passing(conn, tenant_id, f, wanted, now=now)
-
+        """The ``depth`` best BM25 candidates passing the filter, and their rows (in a
+        reader thread, while the query embedding runs in another)."""
+        fetch = depth * _OVERFETCH if _selective(f) else depth + _MARGIN
         while True:
-            hits, rows = await self.store.read(functools.partial(search_and_read, fetch=fetch))
+            hits = self.keywords.search(conn, tenant_id, f.namespaces, stems, fetch)
+            rows = qr.rows_passing(conn, tenant_id, f, [pk for pk, _ in hits], now=now)
             passing = [(pk, s) for pk, s in hits if pk in rows]
             if len(passing) >= depth or len(hits) < fetch:
                 return passing[:depth], rows
             fetch *= 4
+
+    async def _vector_candidates(
+        self,
+        tenant_id: str,
+        f: MemoryFilter,
+        query_vec: FloatMatrix,
+        rows: dict[int, sqlite3.Row],
+        depth: int,
+        now: int,
+    ) -> list[tuple[int, float]]:
+        """Vector candidates passing the filter; their rows are added to ``rows`` (only
+        those the keyword candidates did not already bring are read)."""
+        model = self.embedder.name
+        fetch = depth * _OVERFETCH if _selective(f) else depth + _MARGIN
+
+        def search_and_read(conn: sqlite3.Connection, fetch: int) -> list[tuple[int, float]]:
+            # One worker-thread hop for both: the index search, then the missing rows.
+            hits = self.index.search(tenant_id, model, query_vec, fetch, namespaces=f.namespaces)
+            missing = [pk for pk, _ in hits if pk not in rows]
+            rows.update(qr.rows_passing(conn, tenant_id, f, missing, now=now))
+            return hits
+
+        while True:
+            hits = await self.store.read(functools.partial(search_and_read, fetch=fetch))
+            passing = [(pk, s) for pk, s in hits if pk in rows]
+            if len(passing) >= depth or len(hits) < fetch:
+                return passing[:depth]
+            fetch *= 4
+
+
+def _selective(f: MemoryFilter) -> bool:
+    """Whether a filter can reject many of an index's candidates (beyond namespace and
+    expiry): then candidates are over-fetched by :data:`_OVERFETCH` rather than a margin."""
+    return bool(f.kinds or f.tags or f.metadata or f.session or f.q) or (
+        f.since_ms is not None or f.until_ms is not None
+    )

@@ -13,7 +13,16 @@ import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+import numpy as np
+from pydantic import (
+    Base64Bytes,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from tether.domain.common import ClientId, Int64, Metadata, Strict, Tag, Tags
 
@@ -164,15 +173,43 @@ class SearchIn(Strict):
         return list(dict.fromkeys(raw))
 
 
+# Largest vector an import line may carry (float32 values).
+MAX_VECTOR_DIM = 4096
+
+
+class ImportedEmbedding(Strict):
+    """A memory's vector as ``GET /v1/memories/export?vectors=true`` writes it.
+
+    ``vector`` is base64 (RFC 4648) of the little-endian float32 values, ``dim`` of them.
+    """
+
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    dim: Annotated[int, Field(ge=1, le=MAX_VECTOR_DIM)]
+    vector: Base64Bytes
+
+    @model_validator(mode="after")
+    def _check_vector(self) -> ImportedEmbedding:
+        if len(self.vector) != 4 * self.dim:
+            raise ValueError(f"vector must hold {self.dim} float32 values ({4 * self.dim} bytes)")
+        values = np.frombuffer(self.vector, dtype="<f4")
+        if not np.isfinite(values).all() or not values.any():
+            raise ValueError("vector must be finite and not all zero")
+        return self
+
+
 class MemoryImport(_MemoryFields):
     """One line of ``POST /v1/memories/import`` (the shape ``GET /v1/memories/export``
     writes). Server-managed fields in the line are ignored; ``id`` and ``created_at`` are
-    kept so a round trip preserves identity."""
+    kept so a round trip preserves identity. An ``embedding`` of the server's current
+    model and dimension is stored as the memory's vector instead of embedding the text
+    again (a restore or a move between servers skips the embedder); any other is ignored
+    and the text is embedded as usual."""
 
     model_config = ConfigDict(extra="ignore")
 
     id: ClientId | None = None
     created_at: datetime | None = None
+    embedding: ImportedEmbedding | None = None
 
 
 def fields_of(model: BaseModel) -> dict[str, Any]:

@@ -41,6 +41,9 @@ log = logging.getLogger("tether.services.memory")
 _PAGE = 2000
 # Cache the embedder readiness probe this long (s): /readyz may be polled every second.
 _PROBE_TTL_S = 5.0
+# Access statistics of searches are coalesced per memory and written at most this often
+# (one transaction instead of one per search; a crash loses at most this window of them).
+_ACCESS_FLUSH_S = 1.0
 
 
 class MemoryService:
@@ -69,15 +72,26 @@ class MemoryService:
         self.recall = recall
         self.wake = wake
         self._pending: set[asyncio.Task[None]] = set()
+        # (tenant, pk) -> (last access ms, searches) not yet written; see _record_access.
+        self._access: dict[tuple[str, int], tuple[int, int]] = {}
+        self._flush_at: asyncio.TimerHandle | None = None
         self._probe: tuple[float, dict[str, Any]] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def load_index(self) -> int:
-        """Rebuild the vector index from the store's vectors of the current model.
+        """Build the keyword postings, and rebuild the vector index from the store's
+        vectors of the current model.
 
         Returns:
             How many vectors were loaded.
         """
+        started = time.perf_counter()
+        await self.store.read(self.recall.keywords.refresh)
+        log.info(
+            "keyword index loaded up to lsn %d in %.1f s",
+            self.recall.keywords.lsn,
+            time.perf_counter() - started,
+        )
         model = self.embedder.name
         after = 0
         total = 0
@@ -99,8 +113,12 @@ class MemoryService:
         return total
 
     async def drain(self) -> None:
-        """Wait for background writes (access statistics) still in flight, then stop the
-        vector index's graph threads."""
+        """Write the access statistics not yet written, wait for background writes still
+        in flight, then stop the vector index's graph threads."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        await self._flush_access()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await asyncio.to_thread(self.index.close)
@@ -202,24 +220,42 @@ class MemoryService:
             lambda c: qm.browse(c, ctx.tenant_id, f, before=before, limit=limit, now=now)
         )
 
-    async def export(self, ctx: RequestContext, f: qm.MemoryFilter) -> AsyncIterator[bytes]:
-        """NDJSON lines (one memory each, ingest order), read page by page."""
+    async def export(
+        self, ctx: RequestContext, f: qm.MemoryFilter, *, vectors: bool = False
+    ) -> AsyncIterator[bytes]:
+        """NDJSON lines (one memory each, ingest order), read page by page; with
+        ``vectors``, each line carries its current vector of the server's model."""
         now = now_ms()
         after: int | None = 0
+        vectors_of = self.embedder.name if vectors else None
         while after is not None:
             items, after = await self.store.read(
                 functools.partial(
-                    qm.export_page, tenant_id=ctx.tenant_id, f=f, after=after, limit=_PAGE, now=now
+                    qm.export_page,
+                    tenant_id=ctx.tenant_id,
+                    f=f,
+                    after=after,
+                    limit=_PAGE,
+                    now=now,
+                    vectors_of=vectors_of,
                 )
             )
             if items:
                 yield b"".join(orjson.dumps(item) + b"\n" for item in items)
 
     async def import_(self, ctx: RequestContext, items: Sequence[MemoryImport]) -> dict[str, Any]:
-        """Import export lines in one transaction; see :func:`sql_memory.import_memories`."""
+        """Import export lines in one transaction (see :func:`qm.import_memories`); lines
+        carrying a vector of the server's model go straight into the vector index."""
         now = now_ms()
-        res = await self.store.write(lambda c: qm.import_memories(c, ctx.tenant_id, items, now=now))
-        if res["imported"]:
+        model, dim = self.embedder.name, self.embedder.dim
+        res, vectors = await self.store.write(
+            lambda c: qm.import_memories(c, ctx.tenant_id, items, now=now, model=model, dim=dim)
+        )
+        if vectors:
+            matrix = np.stack([np.frombuffer(v.vector, dtype="<f4") for v in vectors])
+            entries = [(v.memory_pk, v.namespace, v.content_hash) for v in vectors]
+            await asyncio.to_thread(self.index.add, ctx.tenant_id, model, entries, matrix)
+        if res["imported"] > len(vectors):
             self.wake()
         return res
 
@@ -227,23 +263,48 @@ class MemoryService:
         """Hybrid recall; returns ``{results, degraded, mode, embedding_model}``.
 
         Returned memories get ``last_accessed_at``/``access_count`` updated by a background
-        write (durable once committed; awaited at shutdown by :meth:`drain`).
+        write within ~1 s (coalesced across searches; written at shutdown by :meth:`drain`).
         """
         now = now_ms()
         outcome = await self.recall.search(ctx.tenant_id, body, now=now)
         if outcome.pks and body.touch:
-            pks = outcome.pks
-            task = asyncio.get_running_loop().create_task(
-                self.store.write(lambda c: qr.touch(c, ctx.tenant_id, pks, now=now))
-            )
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._record_access(ctx.tenant_id, outcome.pks, now)
         return {
             "results": outcome.results,
             "degraded": outcome.degraded,
             "mode": body.mode,
             "embedding_model": self.embedder.name,
         }
+
+    def _record_access(self, tenant_id: str, pks: Sequence[int], now: int) -> None:
+        """Count one access of each memory; schedule a flush within ``_ACCESS_FLUSH_S``.
+
+        Access is statistics, not content: a search does not wait for it, and many
+        searches in a busy second cost one write transaction instead of one each.
+        """
+        for pk in pks:
+            last, count = self._access.get((tenant_id, pk), (0, 0))
+            self._access[(tenant_id, pk)] = (max(last, now), count + 1)
+        if self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().call_later(
+                _ACCESS_FLUSH_S, self._start_flush
+            )
+
+    def _start_flush(self) -> None:
+        self._flush_at = None
+        task = asyncio.get_running_loop().create_task(self._flush_access())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _flush_access(self) -> None:
+        batch, self._access = self._access, {}
+        if not batch:
+            return
+        rows = [(t, pk, last, count) for (t, pk), (last, count) in batch.items()]
+        try:
+            await self.store.write(lambda c: qr.touch(c, rows))
+        except Exception:  # statistics: logged and dropped, never retried into a loop
+            log.exception("writing access statistics of %d memories failed", len(rows))
 
     async def stats(self, ctx: RequestContext) -> dict[str, Any]:
         """``{count, deleted, index_backlog, dead_letters, embedding_model, indexed,

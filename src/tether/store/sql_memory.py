@@ -8,11 +8,14 @@ queues an embedding job in ``memory_outbox``, in the caller's transaction.
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import numpy as np
 
 from tether.domain.merge_patch import merge_patch
 from tether.domain.time import iso, new_id, to_ms
@@ -184,6 +187,7 @@ def add_memory(
     now: int,
     memory_id: str | None = None,
     created_at: int | None = None,
+    enqueue_job: bool = True,
 ) -> Added:
     """Insert a memory with its FTS row, ``add`` change and outbox job, or find its twin.
 
@@ -192,6 +196,8 @@ def add_memory(
             ``importance``, ``occurred_at``/``expires_at`` (datetimes), source ids.
         memory_id: Keep this id (import); a new ULID otherwise.
         created_at: Keep this ingest time in ms (import); ``now`` otherwise.
+        enqueue_job: False when the caller stores the vector itself (an import carrying
+            one): no outbox job.
 
     Returns:
         The new row (``created``), or the live memory with the same normalised text in the
@@ -227,10 +233,11 @@ def add_memory(
         ),
     )
     pk = int(cur.lastrowid or 0)
-    keyword.index(conn, pk, tenant_id, fields["namespace"], text)
+    keyword.index(conn, pk, text)
     row = _by_pk(conn, pk)
     _log_change(conn, row, "add", now)
-    enqueue(conn, tenant_id, pk, now)
+    if enqueue_job:
+        enqueue(conn, tenant_id, pk, now)
     return Added(row, created=True)
 
 
@@ -357,8 +364,8 @@ def patch_memory(
     assignments = ", ".join(f"{name}=?" for name in sets)
     conn.execute(f"UPDATE memories SET {assignments} WHERE pk=?", (*sets.values(), pk))
     if "text" in sets:
-        keyword.unindex(conn, pk, tenant_id, row["namespace"], row["text"])
-        keyword.index(conn, pk, tenant_id, row["namespace"], sets["text"])
+        keyword.unindex(conn, pk, row["text"])
+        keyword.index(conn, pk, sets["text"])
     if text_changed:
         conn.execute("DELETE FROM memory_vectors WHERE memory_pk=?", (pk,))
         enqueue(conn, tenant_id, pk, now)
@@ -369,7 +376,7 @@ def patch_memory(
 
 def _drop_index_rows(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
     if row["deleted_at"] is None:  # tombstones already left the keyword index
-        keyword.unindex(conn, row["pk"], row["tenant_id"], row["namespace"], row["text"])
+        keyword.unindex(conn, row["pk"], row["text"])
     conn.execute("DELETE FROM memory_vectors WHERE memory_pk=?", (row["pk"],))
     conn.execute("DELETE FROM memory_outbox WHERE memory_pk=?", (row["pk"],))
 
@@ -480,28 +487,81 @@ def browse(
 
 
 def export_page(
-    conn: sqlite3.Connection, tenant_id: str, f: MemoryFilter, *, after: int, limit: int, now: int
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    f: MemoryFilter,
+    *,
+    after: int,
+    limit: int,
+    now: int,
+    vectors_of: str | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """One page of an export in ingest order: ``(items, next_after or None at the end)``."""
+    """One page of an export in ingest order: ``(items, next_after or None at the end)``.
+
+    Args:
+        vectors_of: A model name: each memory with a current vector of that model gets
+            ``embedding: {model, dim, vector}`` (``vector``: base64 of little-endian
+            float32, as :class:`tether.memory.schemas.ImportedEmbedding` reads it).
+    """
     where, params = filter_sql(f, tenant_id, now)
     rows = conn.execute(
         f"SELECT * FROM memories m WHERE {where} AND m.pk>? ORDER BY m.pk LIMIT ?",
         (*params, after, limit),
     ).fetchall()
-    return [memory_dict(r) for r in rows], (int(rows[-1]["pk"]) if len(rows) == limit else None)
+    items = [memory_dict(r) for r in rows]
+    if vectors_of is not None and rows:
+        stored = {
+            int(pk): (int(dim), bytes(blob))
+            for pk, dim, blob in conn.execute(
+                "SELECT v.memory_pk, v.dim, v.vector FROM memory_vectors v "
+                "JOIN memories m ON m.pk = v.memory_pk AND m.content_hash = v.content_hash "
+                "WHERE v.model=? AND v.memory_pk BETWEEN ? AND ?",
+                (vectors_of, rows[0]["pk"], rows[-1]["pk"]),
+            )
+        }
+        for row, item in zip(rows, items, strict=True):
+            if (found := stored.get(int(row["pk"]))) is not None:
+                dim, blob = found
+                vector = base64.b64encode(blob).decode()
+                item["embedding"] = {"model": vectors_of, "dim": dim, "vector": vector}
+    return items, (int(rows[-1]["pk"]) if len(rows) == limit else None)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedVector:
+    """A vector an import stored directly: for the in-process vector index."""
+
+    memory_pk: int
+    namespace: str
+    content_hash: str
+    vector: bytes
 
 
 def import_memories(
-    conn: sqlite3.Connection, tenant_id: str, items: Sequence[MemoryImport], *, now: int
-) -> dict[str, Any]:
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    items: Sequence[MemoryImport],
+    *,
+    now: int,
+    model: str,
+    dim: int,
+) -> tuple[dict[str, Any], list[ImportedVector]]:
     """Import export lines; an id that exists (in any state) or a live twin text is skipped.
 
+    Args:
+        model: The server's embedder name: a line's ``embedding`` of this model (and of
+            dimension ``dim``, unless ``dim`` is 0: not known yet) is stored as the new
+            memory's vector, L2-normalised, with no outbox job; other lines are embedded
+            by the indexer as usual.
+
     Returns:
-        ``{"imported": n, "skipped": n, "ids": [...]}`` with ``ids`` aligned to the input
-        (the existing memory's id for a skipped line).
+        ``{"imported": n, "skipped": n, "vectors": n, "ids": [...]}`` with ``ids``
+        aligned to the input (the existing memory's id for a skipped line), and the
+        vectors stored.
     """
     imported = skipped = 0
     ids: list[str] = []
+    vectors: list[ImportedVector] = []
     for item in items:
         if item.id is not None:
             known = conn.execute(
@@ -511,18 +571,34 @@ def import_memories(
                 skipped += 1
                 ids.append(item.id)
                 continue
+        emb = item.embedding
+        usable = emb is not None and emb.model == model and (dim == 0 or emb.dim == dim)
         added = add_memory(
             conn,
             tenant_id,
-            item.model_dump(exclude={"id", "created_at"}),
+            item.model_dump(exclude={"id", "created_at", "embedding"}),
             now=now,
             memory_id=item.id,
             created_at=to_ms(item.created_at),
+            enqueue_job=not usable,
         )
         imported += added.created
         skipped += not added.created
         ids.append(added.row["id"])
-    return {"imported": imported, "skipped": skipped, "ids": ids}
+        if added.created and usable and emb is not None:
+            values = np.frombuffer(emb.vector, dtype="<f4")
+            blob = (values / np.linalg.norm(values)).astype("<f4").tobytes()
+            pk = int(added.row["pk"])
+            digest = added.row["content_hash"]
+            conn.execute(
+                "INSERT INTO memory_vectors (memory_pk, model, tenant_id, content_hash, dim, "
+                "vector, created_at) VALUES (?,?,?,?,?,?,?)",
+                (pk, model, tenant_id, digest, emb.dim, blob, now),
+            )
+            conn.execute("UPDATE memories SET embedding_model=? WHERE pk=?", (model, pk))
+            vectors.append(ImportedVector(pk, added.row["namespace"], digest, blob))
+    result = {"imported": imported, "skipped": skipped, "vectors": len(vectors), "ids": ids}
+    return result, vectors
 
 
 def stats(conn: sqlite3.Connection, tenant_id: str) -> dict[str, int]:

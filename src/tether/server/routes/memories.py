@@ -120,9 +120,19 @@ async def search(request: Request) -> Response:
 
 
 @router.get("/v1/memories/export", operation_id="memories.export")
-async def export(svc: ServicesDep, ctx: ContextDep, f: BrowseFilter) -> Response:
-    """Stream memories as NDJSON (one JSON object per line, ingest order); not enveloped."""
-    return StreamingResponse(svc.memory.export(ctx, f), media_type=_NDJSON)
+async def export(
+    svc: ServicesDep,
+    ctx: ContextDep,
+    f: BrowseFilter,
+    vectors: Annotated[bool, Query()] = False,
+) -> Response:
+    """Stream memories as NDJSON (one JSON object per line, ingest order); not enveloped.
+
+    With ``vectors=true`` each memory embedded by the server's current model carries
+    ``embedding: {model, dim, vector}`` (base64 of little-endian float32), which an import
+    into a server with the same model stores instead of embedding the text again.
+    """
+    return StreamingResponse(svc.memory.export(ctx, f, vectors=vectors), media_type=_NDJSON)
 
 
 @router.post(
@@ -138,7 +148,8 @@ async def export(svc: ServicesDep, ctx: ContextDep, f: BrowseFilter) -> Response
 async def import_memories(request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
     """Import NDJSON lines in the export's shape, all or nothing; idempotent (an existing
     id, or the same text in the same namespace, is skipped). Returns
-    ``{imported, skipped, ids}``."""
+    ``{imported, skipped, vectors, ids}``: ``vectors`` counts lines whose ``embedding``
+    (of the server's model) was stored instead of queueing the text for embedding."""
     items: list[MemoryImport] = []
     errors: list[dict[str, Any]] = []
     for number, line in enumerate((await request.body()).splitlines(), start=1):
