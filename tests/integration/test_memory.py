@@ -517,3 +517,23 @@ def test_cli_reindex_re_embeds_and_waits_for_the_backlog(
     assert outcome["queued"] >= 1
     assert outcome["index_backlog"] == 0
     assert outcome["new_dead_letters"] == 0
+
+
+def test_access_statistics_not_yet_flushed_are_written_at_shutdown(
+    server_factory: Callable[..., TetherServer],
+) -> None:
+    """Searches coalesce access statistics for up to a second; a graceful stop (SIGTERM)
+    writes what is pending, so a restart sees every access."""
+    srv = server_factory()
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        mem_id = _remember(client, namespace="acc", text="the harbour pilot boards at dawn").json()[
+            "data"
+        ]["id"]
+        for _ in range(3):
+            found = _search(client, namespace="acc", query="harbour pilot", mode="bm25")
+            assert found["results"][0]["memory"]["id"] == mem_id
+    srv.restart()  # typically inside the 1 s flush window: the shutdown drain writes them
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        data = client.get(f"/v1/memories/{mem_id}").json()["data"]
+    assert data["access_count"] == 3
+    assert data["last_accessed_at"] is not None
