@@ -537,3 +537,20 @@ def test_access_statistics_not_yet_flushed_are_written_at_shutdown(
         data = client.get(f"/v1/memories/{mem_id}").json()["data"]
     assert data["access_count"] == 3
     assert data["last_accessed_at"] is not None
+
+
+def test_search_reports_stage_timings_in_server_timing(http: httpx.Client) -> None:
+    assert _remember(http, namespace="st", text="the glacier moved a metre").status_code == 201
+    wait_until(lambda: _stats(http)["index_backlog"] == 0)
+    r = http.post("/v1/memories/search", json={"namespace": "st", "query": "glacier metre"})
+    assert r.status_code == 200
+    stages = dict(part.strip().split(";dur=") for part in r.headers["server-timing"].split(","))
+    assert set(stages) == {"embed", "keyword", "vector", "rank"}
+    assert all(float(v) >= 0 for v in stages.values())
+    bm25 = http.post(
+        "/v1/memories/search", json={"namespace": "st", "query": "glacier", "mode": "bm25"}
+    )
+    assert set(p.split(";")[0].strip() for p in bm25.headers["server-timing"].split(",")) == {
+        "keyword",
+        "rank",
+    }

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +52,10 @@ _MARGIN = 8
 _QUERY_CACHE = 256
 
 
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
 def _dt(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
@@ -74,11 +79,14 @@ def search_filter(body: SearchIn) -> MemoryFilter:
 @dataclass(slots=True)
 class SearchOutcome:
     """``results`` (``{memory, score, scores}`` best first), their row keys (for access
-    statistics), and whether vector retrieval was skipped (``degraded``)."""
+    statistics), whether vector retrieval was skipped (``degraded``), and how long each
+    stage took in ms (``timings``: ``embed`` and ``keyword`` overlap; see
+    :meth:`Recall.search`)."""
 
     results: list[dict[str, Any]]
     pks: list[int]
     degraded: bool
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class Recall:
@@ -108,13 +116,16 @@ class Recall:
         self.embedder_down = embedder_down
         self._query_vectors: OrderedDict[tuple[str, str], FloatMatrix] = OrderedDict()
 
-    async def _embed_query(self, text: str) -> FloatMatrix:
+    async def _embed_query(self, text: str, timings: dict[str, float]) -> FloatMatrix:
         key = (self.embedder.name, text)
         cached = self._query_vectors.get(key)
         if cached is not None:
             self._query_vectors.move_to_end(key)
+            timings["embed"] = 0.0
             return cached
+        started = time.perf_counter()
         vectors = await asyncio.to_thread(self.embedder.embed, [text])
+        timings["embed"] = _ms_since(started)
         row: FloatMatrix = vectors[0]
         self._query_vectors[key] = row
         if len(self._query_vectors) > _QUERY_CACHE:
@@ -124,9 +135,15 @@ class Recall:
     async def search(self, tenant_id: str, body: SearchIn, *, now: int) -> SearchOutcome:
         """Run one search (see the module docstring).
 
+        The outcome's ``timings`` (ms, wall clock) are ``embed`` (query embedding, 0 on a
+        cache hit) and ``keyword`` (BM25 candidates and their rows), which run
+        concurrently, then ``vector`` (index search and the rows it adds) and ``rank``
+        (fusion and rendering); a stage that did not run is absent.
+
         Raises:
             EmbedderUnavailable: ``mode="vector"`` while the embedder is down (503).
         """
+        timings: dict[str, float] = {}
         f = search_filter(body)
         depth = max(self.params.candidate_depth, body.limit)
         want_vector = body.mode != "bm25"
@@ -138,15 +155,17 @@ class Recall:
                     raise EmbedderUnavailable("the embedder is down; vector search unavailable")
                 degraded = True
             else:
-                embed_task = asyncio.create_task(self._embed_query(body.query))
+                embed_task = asyncio.create_task(self._embed_query(body.query, timings))
         stems = query_stems(body.query) if body.mode != "vector" else []
         keyword: list[tuple[int, float]] = []
         rows: dict[int, sqlite3.Row] = {}
         try:
             if stems:
+                started = time.perf_counter()
                 keyword, rows = await self.store.read(
                     lambda c: self._keyword_candidates(c, tenant_id, f, stems, depth, now)
                 )
+                timings["keyword"] = _ms_since(started)
         finally:
             query_vec: FloatMatrix | None = None
             if embed_task is not None:
@@ -158,7 +177,10 @@ class Recall:
                     degraded = True
         vector: list[tuple[int, float]] = []
         if query_vec is not None:
+            started = time.perf_counter()
             vector = await self._vector_candidates(tenant_id, f, query_vec, rows, depth, now)
+            timings["vector"] = _ms_since(started)
+        started = time.perf_counter()
         features = {
             str(pk): MemoryFeatures(
                 created_at=_dt(row["created_at"]) or datetime.now(UTC),
@@ -184,7 +206,8 @@ class Recall:
             pks.append(pk)
             scores = {**r.breakdown, "bm25_raw": r.bm25_raw, "cosine": r.cosine}
             results.append({"memory": memory_dict(rows[pk]), "score": r.score, "scores": scores})
-        return SearchOutcome(results, pks, degraded)
+        timings["rank"] = _ms_since(started)
+        return SearchOutcome(results, pks, degraded, timings)
 
     def _keyword_candidates(
         self,

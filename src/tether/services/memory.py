@@ -260,7 +260,8 @@ class MemoryService:
         return res
 
     async def search(self, ctx: RequestContext, body: SearchIn) -> dict[str, Any]:
-        """Hybrid recall; returns ``{results, degraded, mode, embedding_model}``.
+        """Hybrid recall; returns ``{results, degraded, mode, embedding_model, timings}``
+        (``timings``: ms per stage, see :meth:`Recall.search`).
 
         Returned memories get ``last_accessed_at``/``access_count`` updated by a background
         write within ~1 s (coalesced across searches; written at shutdown by :meth:`drain`).
@@ -274,6 +275,7 @@ class MemoryService:
             "degraded": outcome.degraded,
             "mode": body.mode,
             "embedding_model": self.embedder.name,
+            "timings": outcome.timings,
         }
 
     def _record_access(self, tenant_id: str, pks: Sequence[int], now: int) -> None:

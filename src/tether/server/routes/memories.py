@@ -114,9 +114,16 @@ async def search(request: Request) -> Response:
     ``scores`` holds ``bm25``/``vector`` (normalised, 0 when not a candidate), ``fused``,
     ``recency``, ``importance``, ``final``, and the raw ``bm25_raw``/``cosine``.
     ``degraded: true`` means the embedder was down and the ranking is BM25 only.
+
+    The ``Server-Timing`` header (W3C Server Timing) gives each stage's wall time in ms:
+    ``embed`` and ``keyword`` (concurrent), then ``vector`` and ``rank``.
     """
     body = validate(SearchIn, await read_json(request))
-    return ok(request, await services_of(request).memory.search(context_of(request), body))
+    data = await services_of(request).memory.search(context_of(request), body)
+    timings: dict[str, float] = data.pop("timings")
+    response = ok(request, data)
+    response.headers["Server-Timing"] = ", ".join(f"{k};dur={v}" for k, v in timings.items())
+    return response
 
 
 @router.get("/v1/memories/export", operation_id="memories.export")
