@@ -74,9 +74,12 @@ class Settings(BaseSettings):
         default=60000, ge=1, description="Longest embedding retry delay in ms."
     )
     hnsw_threshold: int = Field(
-        default=20000,
+        default=10000,
         ge=0,
-        description="Vectors per tenant above which recall uses the usearch HNSW index.",
+        description=(
+            "Vectors per namespace above which that namespace gets a usearch HNSW graph "
+            "(searched instead of an exact scan)."
+        ),
     )
 
     @property

@@ -138,3 +138,33 @@ def test_close_stops_the_graph_thread_between_batches() -> None:
     assert all(t.is_alive() for t in threads)  # the graph keeps syncing until closed
     index.close()
     assert not any(t.is_alive() for t in threads)
+
+
+def test_each_large_namespace_gets_its_own_graph_and_moves_between_them_are_seen() -> None:
+    rng = np.random.default_rng(8)
+    vecs = _unit(rng, 1200)
+    index = VectorIndex(hnsw_threshold=300)
+    ns_of = {i: ("p" if i < 500 else "q" if i < 1000 else "small") for i in range(1200)}
+    index.add("t", "m", [(i, ns_of[i], "h") for i in range(1200)], vecs)
+    deadline = time.monotonic() + 30
+    while not index.uses_hnsw("t", "m"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    coll = index._collections[("t", "m")]
+    assert len(coll.graphs) == 2  # p and q; "small" (200) is searched exactly
+    # Move 20 keys from p to q after the graphs exist: found in q at once, never in p.
+    for key in range(0, 40, 2):
+        ns_of[key] = "q"
+        index.add("t", "m", [(key, "q", "h")], vecs[key : key + 1])
+    for selection in (["p"], ["q"], ["p", "small"], None):
+        keys = sorted(k for k, ns in ns_of.items() if selection is None or ns in selection)
+        agree = 0
+        for qi in range(0, 1200, 60):
+            got = [k for k, _ in index.search("t", "m", vecs[qi], 10, namespaces=selection)]
+            assert set(got) <= set(keys)
+            agree += len(set(got) & set(_brute(vecs[keys], keys, vecs[qi], 10)))
+        assert agree / (20 * 10) >= 0.95
+    moved = index.search("t", "m", vecs[4], 1, namespaces=["q"])
+    assert moved[0][0] == 4
+    assert all(k != 4 for k, _ in index.search("t", "m", vecs[4], 50, namespaces=["p"]))
+    index.close()

@@ -116,16 +116,19 @@ class Recall:
         self.embedder_down = embedder_down
         self._query_vectors: OrderedDict[tuple[str, str], FloatMatrix] = OrderedDict()
 
-    async def _embed_query(self, text: str, timings: dict[str, float]) -> FloatMatrix:
+    async def _embed_query(self, text: str, timings: dict[str, float] | None = None) -> FloatMatrix:
+        """The query's vector (LRU-cached per model); its wall time in ms goes to
+        ``timings["embed"]`` (0 on a cache hit)."""
+        spent = timings if timings is not None else {}
         key = (self.embedder.name, text)
         cached = self._query_vectors.get(key)
         if cached is not None:
             self._query_vectors.move_to_end(key)
-            timings["embed"] = 0.0
+            spent["embed"] = 0.0
             return cached
         started = time.perf_counter()
         vectors = await asyncio.to_thread(self.embedder.embed, [text])
-        timings["embed"] = _ms_since(started)
+        spent["embed"] = _ms_since(started)
         row: FloatMatrix = vectors[0]
         self._query_vectors[key] = row
         if len(self._query_vectors) > _QUERY_CACHE:
