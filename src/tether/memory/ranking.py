@@ -291,9 +291,7 @@ def rank(
         fused = rrf_fusion(bm25, vector, k=params.rrf_k)
     else:
         fused = convex_fusion(bm25, vector, alpha=params.alpha)
-    bm25_raw = _first_occurrence(bm25)
-    cosines = _first_occurrence(vector)
-    results: list[RankedMemory] = []
+    scored: list[tuple[float, str, float, float, float, float, float]] = []
     for memory_id, (b, v, f) in fused.items():
         feat = features.get(memory_id)
         if feat is None:
@@ -306,21 +304,26 @@ def rank(
             * (1.0 + params.recency_weight * recency)
             * importance_factor(importance, weight=params.importance_weight)
         )
-        results.append(
-            RankedMemory(
-                memory_id=memory_id,
-                score=final,
-                breakdown={
-                    "bm25": b,
-                    "vector": v,
-                    "fused": f,
-                    "recency": recency,
-                    "importance": importance,
-                    "final": final,
-                },
-                bm25_raw=bm25_raw.get(memory_id),
-                cosine=cosines.get(memory_id),
-            )
+        scored.append((final, memory_id, b, v, f, recency, importance))
+    scored.sort(key=lambda r: (-r[0], r[1]))
+    if limit is not None:
+        scored = scored[:limit]  # only the returned ones get a breakdown object
+    bm25_raw = _first_occurrence(bm25)
+    cosines = _first_occurrence(vector)
+    return [
+        RankedMemory(
+            memory_id=memory_id,
+            score=final,
+            breakdown={
+                "bm25": b,
+                "vector": v,
+                "fused": f,
+                "recency": recency,
+                "importance": importance,
+                "final": final,
+            },
+            bm25_raw=bm25_raw.get(memory_id),
+            cosine=cosines.get(memory_id),
         )
-    results.sort(key=lambda r: (-r.score, r.memory_id))
-    return results if limit is None else results[:limit]
+        for final, memory_id, b, v, f, recency, importance in scored
+    ]

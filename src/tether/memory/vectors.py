@@ -397,7 +397,9 @@ class _Collection:
         its exact cosine (``ip`` distance = 1 - dot); rows changed since the last sync are
         skipped in the graph's answer and scored exactly from their block instead.
         """
-        fetch = k + 16
+        # Rows changed since the last sync are skipped in the graph's answer: ask for that
+        # many more (up to 16), growing x4 while too few remain.
+        fetch = k + min(16, len(graph.dirty))
         while True:
             with self.hnsw_lock:
                 found = graph.index.search(query, fetch, threads=1)
