@@ -10,9 +10,9 @@ then one event per request, each event with a unique idempotency key. The client
 aiohttp client runs instead and the table says so. After each run the server's stored
 event count is checked against what the client saw acknowledged.
 
-The baseline ("ceiling") inserts the same rows with the same INSERT statement into a
-fresh database in this process, 100 rows per transaction. Prints median and p95 request
-latency and each rate's ratio to the ceiling.
+The baseline ("ceiling") inserts the same rows with the server's own ``insert_rows`` (the
+statements its append uses) into a fresh database in this process, 100 rows per
+transaction. Prints median and p95 request latency and each rate's ratio to the ceiling.
 """
 
 from __future__ import annotations
@@ -97,13 +97,15 @@ async def _client(url: str, mode: str, total_events: int, concurrency: int) -> d
 def _ceiling(total_events: int) -> dict[str, Any]:
     """Same rows, same INSERT, in-process, 100 rows per transaction: what SQLite alone does.
 
-    Rows are built by the server's own ``prepare_events`` (ids, JSON encoding) inside the
-    timed loop, as the server does; HTTP, parsing and validation are what it leaves out.
+    Rows are built by the server's own ``prepare_events`` (ids, JSON encoding, a correlation
+    id per request) inside the timed loop, as the server does, and inserted by its own
+    ``insert_rows`` with the statements its append uses; HTTP, parsing, validation, the
+    session lookup and counters are what it leaves out.
     """
     from tether.domain.events import EventIn
-    from tether.domain.time import now_ms
+    from tether.domain.time import new_id, now_ms
     from tether.store.migrate import upgrade
-    from tether.store.sql_events import _INSERT, prepare_events
+    from tether.store.sql_events import insert_rows, prepare_events
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "ceiling.db"
@@ -120,13 +122,16 @@ def _ceiling(total_events: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         for start in range(0, total_events, 100):
             t1 = time.perf_counter()
-            rows = prepare_events(
-                events[start : start + 100], tenant_id="default", correlation_id=None, now=now_ms()
-            ).rows
-            for j, row in enumerate(rows):
+            prepared = prepare_events(
+                events[start : start + 100],
+                tenant_id="default",
+                correlation_id=new_id(),
+                now=now_ms(),
+            )
+            for j, row in enumerate(prepared.rows):
                 row[1], row[2] = 1, start + j + 1  # session_pk, seq
             conn.execute("BEGIN")
-            conn.executemany(_INSERT, rows)
+            insert_rows(conn, prepared.rows, prepared.columns, skip_stored_keys=True)
             conn.execute("COMMIT")
             latencies.append((time.perf_counter() - t1) * 1000)
         elapsed = time.perf_counter() - t0

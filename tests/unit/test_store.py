@@ -78,3 +78,18 @@ def test_readers_are_read_only_and_closed_store_refuses(tmp_path: Path) -> None:
             await store.write(_insert("late"))
 
     asyncio.run(main())
+
+
+def test_close_checkpoints_every_committed_write_into_the_database_file(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "c.db")
+        await store.start()
+        await asyncio.gather(*[store.write(_insert(f"s{i}")) for i in range(300)])
+        await store.close()
+
+    asyncio.run(main())
+    wal = tmp_path / "c.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    conn = sqlite3.connect(tmp_path / "c.db")
+    assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 300
+    conn.close()
