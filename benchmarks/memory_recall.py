@@ -36,9 +36,9 @@ from typing import Any
 import httpx
 
 from _server import running_server
+from ranking_offline import evidence_ids
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev.json"
-EVIDENCE_RE = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)")
 KS = (1, 5, 10)
 MODES = (("BM25 only", "bm25"), ("vector only", "vector"), ("Tether default (hybrid)", "hybrid"))
 
@@ -73,9 +73,7 @@ def load(path: Path) -> list[dict[str, Any]]:
         known = {i["metadata"]["dia_id"] for i in items}
         questions = []
         for qa in sample["qa"]:
-            evidence = {
-                f"D{int(m[1])}:{int(m[2])}" for e in qa["evidence"] for m in EVIDENCE_RE.finditer(e)
-            } & known
+            evidence = evidence_ids(qa, known)
             if evidence:
                 questions.append((qa["question"], int(qa["category"]), evidence))
         out.append({"sample_id": sample["sample_id"], "items": items, "questions": questions})

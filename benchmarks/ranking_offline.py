@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +41,14 @@ from tether.memory.ranking import DEFAULT_PARAMS, MemoryFeatures, RankingParams,
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev.json"
 EVIDENCE_RE = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)")
 KS = (1, 5, 10)
+
+
+def evidence_ids(qa: dict[str, Any], known: set[str]) -> set[str]:
+    """A LoCoMo question's evidence turn ids (``"D<session>:<turn>"``) among ``known``
+    (``EVIDENCE_RE`` tolerates spaces and a colon after the ``D``)."""
+    found = {f"D{int(m[1])}:{int(m[2])}" for e in qa["evidence"] for m in EVIDENCE_RE.finditer(e)}
+    return found & known
+
 
 Candidates = list[tuple[str, float]]
 
@@ -99,9 +108,7 @@ def load(path: Path, embedder: Embedder) -> list[Conversation]:
         known = set(ids)
         questions = []
         for qa in sample["qa"]:
-            evidence = {
-                f"D{int(m[1])}:{int(m[2])}" for e in qa["evidence"] for m in EVIDENCE_RE.finditer(e)
-            } & known
+            evidence = evidence_ids(qa, known)
             if evidence:
                 questions.append(Question(qa["question"], int(qa["category"]), evidence))
         db = sqlite3.connect(":memory:")

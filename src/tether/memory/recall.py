@@ -60,6 +60,16 @@ def _dt(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+def _features(row: sqlite3.Row) -> MemoryFeatures:
+    """A candidate's ranking inputs (timestamps, importance) from its row."""
+    return MemoryFeatures(
+        created_at=_dt(row["created_at"]) or datetime.now(UTC),
+        occurred_at=_dt(row["occurred_at"]),
+        last_accessed_at=_dt(row["last_accessed_at"]),
+        importance=float(row["importance"]),
+    )
+
+
 def search_filter(body: SearchIn) -> MemoryFilter:
     """The SQL filter for a search request."""
     f = body.filters
@@ -184,16 +194,7 @@ class Recall:
             vector = await self._vector_candidates(tenant_id, f, query_vec, rows, depth, now)
             timings["vector"] = _ms_since(started)
         started = time.perf_counter()
-        features = {
-            str(pk): MemoryFeatures(
-                created_at=_dt(row["created_at"]) or datetime.now(UTC),
-                occurred_at=_dt(row["occurred_at"]),
-                last_accessed_at=_dt(row["last_accessed_at"]),
-                importance=float(row["importance"]),
-            )
-            for pk in {pk for pk, _ in keyword} | {pk for pk, _ in vector}
-            for row in (rows[pk],)
-        }
+        features = {str(pk): _features(rows[pk]) for pk in {pk for pk, _ in keyword + vector}}
         ranked = rank(
             [(str(pk), s) for pk, s in keyword],
             [(str(pk), s) for pk, s in vector],

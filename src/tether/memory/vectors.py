@@ -14,19 +14,19 @@ Search (every search names its namespaces, so namespaces are the unit of indexin
 - **exact** for a namespace of at most ``hnsw_threshold`` vectors (or whose graph is not
   built yet, or more than ``_MAX_UNSYNCED`` changes behind): one matrix-vector product
   (cosine = dot product of unit vectors) over its block, a slice, never a gather; pooled
-  namespaces are masked out of the pool. ~0.12 µs per vector on this box (memory-bound:
-  2.4 ms for 20k x 384), so exact stays under ~1.2 ms up to the default 10k. numpy's
-  OpenBLAS is limited to one thread (:func:`limit_blas_threads`).
+  namespaces are masked out of the pool. Memory-bound: 3.2 ms for a 19,919-vector
+  namespace in ``benchmarks/memory_latency.py``, so roughly half that at the default 10k.
+  numpy's OpenBLAS is limited to one thread (:func:`limit_blas_threads`).
 - **HNSW** (usearch, M = 16, inner product) for each namespace above the threshold: its
   own graph, built by one background thread per collection (~1 ms per vector inserted on
   one core; that namespace stays exact meanwhile) and then kept in step by the same
   thread (batches of 256 while far behind, of 8 otherwise). A graph holds one namespace
-  only, so no over-fetch or filtering is needed: 0.3 ms for k = 58 in a 20k namespace vs
-  2.4 ms exact (a tenant-wide graph filtered to a namespace holding a fifth of it needed
-  k ~ 600: 3 ms). A synced row's graph distance is its exact cosine; rows changed since
-  the last sync are skipped in the graph's answer and scored exactly from their block, so
-  results never show a removed or stale vector. A search over several namespaces merges
-  each namespace's top k.
+  only, so no over-fetch or filtering is needed: 0.66 ms for k = 58 in that 19,919-vector
+  namespace (a tenant-wide graph filtered to a namespace holding a fifth of it needs
+  k ~ 600: ~3 ms in a one-off measurement). A synced row's graph distance is its exact
+  cosine; rows changed since the last sync are skipped in the graph's answer and scored
+  exactly from their block, so results never show a removed or stale vector. A search
+  over several namespaces merges each namespace's top k.
 
 Ordering between commits and this cache: a text change or a forget calls
 :meth:`VectorIndex.invalidate` with the hash the memory's vector must now have (or
