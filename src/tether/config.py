@@ -52,6 +52,15 @@ class Settings(BaseSettings):
         default="onnx-minilm",
         description="Memory embedder: onnx-minilm (default) or openai:<model>@<base_url>.",
     )
+    embedder_query_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description=(
+            "onnxruntime threads for a search query embedded while nothing else embeds "
+            "(onnx-minilm only; default min(2, CPUs)). Batches and concurrent queries use one."
+        ),
+    )
     embedder_api_key: SecretStr | None = Field(
         default=None,
         description="API key sent to an OpenAI-compatible embeddings endpoint (never logged).",

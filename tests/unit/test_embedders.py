@@ -168,3 +168,51 @@ def test_build_embedder() -> None:
     for bad in ("", "minilm", "openai:", "openai:model", "openai:@http://x"):
         with pytest.raises(ValueError, match="embedder spec"):
             build_embedder(bad)
+
+
+def test_minilm_query_session_for_a_lone_query_only() -> None:
+    """A lone query runs on the wider ``query_threads`` session, a query that arrives
+    while another embedding runs on the one-thread session; both give the same vector."""
+    embedder = OnnxMiniLMEmbedder(threads=1, query_threads=2)
+    text = "What did Caroline research?"
+    batch_vector = embedder.embed([text])[0]
+    assert embedder._query_session is not embedder._session
+    used: list[object] = []
+    run = embedder._run
+
+    def spy(session, tokenizer, texts):  # type: ignore[no-untyped-def]
+        used.append(session)
+        return run(session, tokenizer, texts)
+
+    embedder._run = spy  # type: ignore[method-assign]
+    lone = embedder.embed_query(text)
+    assert used == [embedder._query_session]
+    np.testing.assert_allclose(lone, batch_vector, atol=1e-5)
+    assert lone.shape == (384,)
+
+    # While a batch is being embedded, a query must not add threads to the busy cores.
+    started, release = threading.Event(), threading.Event()
+
+    def slow(session, tokenizer, texts):  # type: ignore[no-untyped-def]
+        used.append(session)
+        if len(texts) > 1:
+            started.set()
+            release.wait(10)
+        return run(session, tokenizer, texts)
+
+    embedder._run = slow  # type: ignore[method-assign]
+    used.clear()
+    batch = threading.Thread(target=embedder.embed, args=(["one", "two"],))
+    batch.start()
+    assert started.wait(10)
+    during = embedder.embed_query(text)
+    release.set()
+    batch.join()
+    assert used == [embedder._session, embedder._session]
+    np.testing.assert_allclose(during, batch_vector, atol=1e-5)
+
+
+def test_minilm_one_session_when_query_threads_do_not_exceed_threads() -> None:
+    embedder = OnnxMiniLMEmbedder(threads=2, query_threads=2)
+    embedder.embed(["load"])
+    assert embedder._query_session is embedder._session

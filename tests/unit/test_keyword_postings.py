@@ -106,6 +106,40 @@ def test_idf_comes_from_the_searched_namespace(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_masks_are_skipped_only_where_they_cannot_reject(tmp_path: Path) -> None:
+    """Searches skip the namespace mask when every namespace with live memories is in
+    scope, and the liveness mask when nothing is dead: a tombstoned memory, even the only
+    one of its namespace, must still never come back."""
+
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "m.db")
+        await store.start()
+        added = await store.write(
+            lambda c: qm.remember(
+                c, "t", [*_items("a", ["tulip garden"]), *_items("b", ["tulip vase"])], now=1
+            )
+        )
+        pk = dict(await store.read(lambda c: c.execute("SELECT id, pk FROM memories").fetchall()))
+        index = KeywordIndex()
+
+        async def hits(namespaces: list[str]) -> set[int]:
+            found = await store.read(lambda c: index.search(c, "t", namespaces, ["tulip"], 10))
+            return {p for p, _ in found}
+
+        both = {pk[m["id"]] for m in added}
+        assert await hits([]) == both  # nothing dead, all namespaces: no mask at all
+        assert await hits(["a", "b"]) == both
+        assert await hits(["a"]) == {pk[added[0]["id"]]}  # the namespace mask at work
+        await store.write(lambda c: qm.forget(c, "t", added[1]["id"], purge=False, now=2))
+        # b has no live memory left: ["a"] covers every live namespace, only liveness masks.
+        assert await hits(["a"]) == {pk[added[0]["id"]]}
+        assert await hits([]) == {pk[added[0]["id"]]}
+        assert await hits(["b"]) == set()
+        await store.close()
+
+    asyncio.run(main())
+
+
 def test_follows_add_patch_tombstone_and_purge_through_the_change_feed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

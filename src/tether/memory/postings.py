@@ -176,9 +176,14 @@ class _Tenant:
         if n_docs == 0:
             return []
         avgdl = max(sum(self.ns_tokens[c] for c in codes) / n_docs, 1.0)
-        in_scope = np.zeros(len(self.ns_docs), dtype=bool)
-        in_scope[codes] = True
-        alive = np.frombuffer(self.alive, dtype=np.uint8).astype(bool)
+        # Masks only where they can reject something: a search over all of a tenant's
+        # namespaces needs no namespace mask, and a tenant without dead slots no liveness
+        # mask (each mask is a gather over every posting of the term).
+        in_scope: npt.NDArray[np.bool_] | None = None
+        if len(codes) < sum(1 for docs in self.ns_docs if docs):
+            in_scope = np.zeros(len(self.ns_docs), dtype=bool)
+            in_scope[codes] = True
+        alive = np.frombuffer(self.alive, dtype=np.bool_) if self.dead else None
         ns = self.ns.view()
         length = self.length.view()
         all_slots: list[Ints] = []
@@ -188,12 +193,18 @@ class _Tenant:
             if postings is None:
                 continue
             slots = postings.slots.view()
-            keep = alive[slots] & in_scope[ns[slots]]
-            slots = slots[keep]
+            tf_all = postings.tf.view()
+            keep = None if alive is None else alive[slots]
+            if in_scope is not None:
+                scoped = in_scope[ns[slots]]
+                keep = scoped if keep is None else keep & scoped
+            if keep is not None:
+                slots = slots[keep]
+                tf_all = tf_all[keep]
             df = len(slots)
             if df == 0:
                 continue
-            tf = postings.tf.view()[keep].astype(np.float64)
+            tf = tf_all.astype(np.float64)
             idf = max(math.log((n_docs - df + 0.5) / (df + 0.5)), _IDF_FLOOR)
             norm = k1 * (1.0 - b + b * length[slots] / avgdl)
             all_slots.append(slots)

@@ -137,9 +137,8 @@ class Recall:
             spent["embed"] = 0.0
             return cached
         started = time.perf_counter()
-        vectors = await asyncio.to_thread(self.embedder.embed, [text])
+        row = await asyncio.to_thread(self.embedder.embed_query, text)
         spent["embed"] = _ms_since(started)
-        row: FloatMatrix = vectors[0]
         self._query_vectors[key] = row
         if len(self._query_vectors) > _QUERY_CACHE:
             self._query_vectors.popitem(last=False)

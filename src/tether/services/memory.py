@@ -359,7 +359,11 @@ def build_memory(store: SQLiteStore, settings: Settings) -> tuple[MemoryService,
         ValueError: ``settings.embedder`` is not a valid embedder spec.
     """
     key = settings.embedder_api_key
-    embedder = build_embedder(settings.embedder, api_key=key.get_secret_value() if key else None)
+    embedder = build_embedder(
+        settings.embedder,
+        api_key=key.get_secret_value() if key else None,
+        query_threads=settings.embedder_query_threads,
+    )
     index = VectorIndex(hnsw_threshold=settings.hnsw_threshold)
     indexer = Indexer(
         store,

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -28,6 +28,36 @@ _INSERT = (
     "INSERT INTO memories (tenant_id, id, namespace, text, kind, tags, metadata, importance, "
     "source_session_id, source_event_id, occurred_at, created_at, updated_at, expires_at, "
     "content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+#: The columns :func:`memory_dict` reads, plus ``pk``, qualified by alias ``m``: a read
+#: that only renders memories selects these rather than ``*`` (the ``terms`` column, the
+#: analyzed text, is as long as the text and only the keyword index reads it).
+MEMORY_COLUMNS: Final = ", ".join(
+    f"m.{name}"
+    for name in [
+        "pk",
+        "id",
+        "namespace",
+        "text",
+        "kind",
+        "tags",
+        "metadata",
+        "importance",
+        "source_session_id",
+        "source_event_id",
+        "occurred_at",
+        "created_at",
+        "updated_at",
+        "last_accessed_at",
+        "access_count",
+        "expires_at",
+        "deleted_at",
+        "content_hash",
+        "embedding_model",
+        "version",
+    ]
 )
 
 

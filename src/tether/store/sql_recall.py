@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from tether.store.sql_memory import MemoryFilter, filter_sql
+from tether.store.sql_memory import MEMORY_COLUMNS, MemoryFilter, filter_sql
 
 # Keys per IN (...) list (SQLite's bound-parameter limit is 32766; small lists plan well).
 _IN_CHUNK = 500
@@ -18,7 +18,14 @@ _IN_CHUNK = 500
 def rows_passing(
     conn: sqlite3.Connection, tenant_id: str, f: MemoryFilter, pks: Sequence[int], *, now: int
 ) -> dict[int, sqlite3.Row]:
-    """The rows among ``pks`` that pass the filter, by pk (others are simply absent)."""
+    """The rows among ``pks`` that pass the filter, by pk (others are simply absent);
+    the columns are :data:`~tether.store.sql_memory.MEMORY_COLUMNS`.
+
+    Rows are looked up by rowid (``NOT INDEXED``): otherwise SQLite plans the lookup on
+    ``memories_ns`` and probes every (namespace, pk) pair, six times the work for a
+    six-namespace search (58 rows: 1.9 vs 0.84 ms in a one-off measurement on the 100k
+    latency database; selecting the columns rather than ``*`` then 0.61 ms).
+    """
     where, params = filter_sql(f, tenant_id, now)
     out: dict[int, sqlite3.Row] = {}
     unique = list(dict.fromkeys(pks))
@@ -26,7 +33,9 @@ def rows_passing(
         chunk = unique[i : i + _IN_CHUNK]
         marks = ",".join("?" * len(chunk))
         for row in conn.execute(
-            f"SELECT * FROM memories m WHERE m.pk IN ({marks}) AND {where}", (*chunk, *params)
+            f"SELECT {MEMORY_COLUMNS} FROM memories m NOT INDEXED "
+            f"WHERE m.pk IN ({marks}) AND {where}",
+            (*chunk, *params),
         ):
             out[int(row["pk"])] = row
     return out
