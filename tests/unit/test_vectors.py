@@ -168,3 +168,59 @@ def test_each_large_namespace_gets_its_own_graph_and_moves_between_them_are_seen
     assert moved[0][0] == 4
     assert all(k != 4 for k, _ in index.search("t", "m", vecs[4], 50, namespaces=["p"]))
     index.close()
+
+
+def test_wide_graph_serves_searches_over_most_of_the_collection() -> None:
+    """Once two namespaces have graphs, a graph over every vector serves searches whose
+    namespaces hold at least half the collection (one graph walk instead of one per
+    namespace); it filters to the searched namespaces, follows moves and deletes made
+    after it was built, and returns exact cosines."""
+    rng = np.random.default_rng(9)
+    vecs = _unit(rng, 1400)
+    index = VectorIndex(hnsw_threshold=300)
+    ns_of = {i: ("p", "q", "r")[i // 400] if i < 1200 else "small" for i in range(1400)}
+    index.add("t", "m", [(i, ns_of[i], "h") for i in range(1400)], vecs)
+    deadline = time.monotonic() + 30
+    while not index.uses_hnsw("t", "m"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    coll = index._collections[("t", "m")]
+    assert len(coll.graphs) == 3
+    assert coll.wide is not None
+    assert coll.wide.index is not None
+    walked: list[object] = []
+    graph_search = coll._graph
+
+    def spy(codes, graph, query, k):  # type: ignore[no-untyped-def]
+        walked.append(graph)
+        return graph_search(codes, graph, query, k)
+
+    coll._graph = spy  # type: ignore[method-assign]
+    # Move 10 keys from p to r and delete 10 of q after the wide graph was built.
+    for key in range(0, 20, 2):
+        ns_of[key] = "r"
+        index.add("t", "m", [(key, "r", "h")], vecs[key : key + 1])
+    for key in range(400, 410):
+        del ns_of[key]
+        index.invalidate("t", key, None)
+    for selection in (["p", "q"], ["q", "r", "small"], None):
+        walked.clear()
+        keys = sorted(k for k, ns in ns_of.items() if selection is None or ns in selection)
+        agree = 0
+        for qi in range(0, 1400, 70):
+            got = index.search("t", "m", vecs[qi], 10, namespaces=selection)
+            assert {k for k, _ in got} <= set(keys)
+            for key, score in got:
+                assert abs(score - float(vecs[key] @ vecs[qi])) < 1e-5
+            agree += len({k for k, _ in got} & set(_brute(vecs[keys], keys, vecs[qi], 10)))
+        assert agree / (20 * 10) >= 0.95
+        assert walked
+        assert all(g is coll.wide for g in walked)
+    assert index.search("t", "m", vecs[4], 1, namespaces=["r", "q"])[0][0] == 4
+    assert all(k != 4 for k, _ in index.search("t", "m", vecs[4], 50, namespaces=["p", "q"]))
+    # A search over one namespace, or over less than half the collection, does not use it.
+    walked.clear()
+    index.search("t", "m", vecs[500], 10, namespaces=["q"])
+    index.search("t", "m", vecs[500], 10, namespaces=["q", "small"])
+    assert walked == [coll.graphs[coll.ns_code["q"]]] * 2
+    index.close()
