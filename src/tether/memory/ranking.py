@@ -54,7 +54,7 @@ __all__ = [
 
 BreakdownKey = Literal["bm25", "vector", "fused", "recency", "importance", "final"]
 
-_SECONDS_PER_DAY: Final = 86_400.0
+_MS_PER_DAY: Final = 86_400_000.0
 #: Default importance of a memory that has none (neutral: factor 1).
 NEUTRAL_IMPORTANCE: Final = 0.5
 
@@ -101,22 +101,63 @@ class RankingParams:
 DEFAULT_PARAMS: Final = RankingParams()
 
 
-@dataclass(frozen=True, slots=True)
+def _epoch_ms(when: datetime) -> float:
+    """Milliseconds since the Unix epoch (a naive datetime is read as local time, as
+    :meth:`datetime.timestamp` does: keep features and ``now`` consistent)."""
+    return when.timestamp() * 1000.0
+
+
 class MemoryFeatures:
-    """Per-memory inputs to recency and importance (timezone-aware datetimes).
+    """Per-memory inputs to recency and importance.
+
+    Built from timezone-aware datetimes (``MemoryFeatures(created_at=...)``) or, on the
+    recall hot path, from epoch milliseconds (:meth:`from_ms`, no datetime objects: a
+    search ranks ~100 candidates). Held as epoch milliseconds either way.
 
     Attributes:
-        created_at: Ingest time.
-        occurred_at: Event time supplied by the client, if any (preferred over
-            ``created_at`` as the memory's age origin).
-        last_accessed_at: Last time a recall returned it, if ever.
+        created_ms: Ingest time, ms since the epoch.
+        occurred_ms: Event time supplied by the client, if any (preferred over
+            ``created_ms`` as the memory's age origin).
+        last_accessed_ms: Last time a recall returned it, if ever.
         importance: In [0, 1]; out-of-range values are clamped, NaN counts as 0.5.
     """
 
-    created_at: datetime
-    occurred_at: datetime | None = None
-    last_accessed_at: datetime | None = None
-    importance: float = NEUTRAL_IMPORTANCE
+    __slots__ = ("created_ms", "importance", "last_accessed_ms", "occurred_ms")
+
+    def __init__(
+        self,
+        created_at: datetime,
+        occurred_at: datetime | None = None,
+        last_accessed_at: datetime | None = None,
+        importance: float = NEUTRAL_IMPORTANCE,
+    ) -> None:
+        self.created_ms = _epoch_ms(created_at)
+        self.occurred_ms = None if occurred_at is None else _epoch_ms(occurred_at)
+        self.last_accessed_ms = None if last_accessed_at is None else _epoch_ms(last_accessed_at)
+        self.importance = importance
+
+    @classmethod
+    def from_ms(
+        cls,
+        created_ms: float,
+        occurred_ms: float | None = None,
+        last_accessed_ms: float | None = None,
+        importance: float = NEUTRAL_IMPORTANCE,
+    ) -> MemoryFeatures:
+        """Features from epoch milliseconds (as the store keeps them)."""
+        features = cls.__new__(cls)
+        features.created_ms = created_ms
+        features.occurred_ms = occurred_ms
+        features.last_accessed_ms = last_accessed_ms
+        features.importance = importance
+        return features
+
+    def origin_ms(self) -> float:
+        """Where the memory's age counts from: the later of its event time (else ingest
+        time) and its last access."""
+        origin = self.occurred_ms if self.occurred_ms is not None else self.created_ms
+        last = self.last_accessed_ms
+        return last if last is not None and last > origin else origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,11 +280,11 @@ def recency_score(
     Returns:
         1.0 for a memory touched at ``now``, 0.5 one half-life later, and so on.
     """
-    origin = features.occurred_at or features.created_at
-    if features.last_accessed_at is not None and features.last_accessed_at > origin:
-        origin = features.last_accessed_at
-    age_days = max((now - origin).total_seconds(), 0.0) / _SECONDS_PER_DAY
-    return float(0.5 ** (age_days / half_life_days))
+    return _recency(features.origin_ms(), _epoch_ms(now), half_life_days * _MS_PER_DAY)
+
+
+def _recency(origin_ms: float, now_ms: float, half_life_ms: float) -> float:
+    return float(0.5 ** (max(now_ms - origin_ms, 0.0) / half_life_ms))
 
 
 def _clamp_importance(value: float) -> float:
@@ -292,17 +333,20 @@ def rank(
     else:
         fused = convex_fusion(bm25, vector, alpha=params.alpha)
     scored: list[tuple[float, str, float, float, float, float, float]] = []
+    now_ms = _epoch_ms(now)
+    half_life_ms = params.half_life_days * _MS_PER_DAY
+    recency_weight, importance_weight = params.recency_weight, params.importance_weight
     for memory_id, (b, v, f) in fused.items():
         feat = features.get(memory_id)
         if feat is None:
             recency, importance = 0.0, NEUTRAL_IMPORTANCE
         else:
-            recency = recency_score(feat, now, half_life_days=params.half_life_days)
+            recency = _recency(feat.origin_ms(), now_ms, half_life_ms)
             importance = _clamp_importance(feat.importance)
         final = (
             f
-            * (1.0 + params.recency_weight * recency)
-            * importance_factor(importance, weight=params.importance_weight)
+            * (1.0 + recency_weight * recency)
+            * (1.0 + importance_weight * (importance - NEUTRAL_IMPORTANCE))
         )
         scored.append((final, memory_id, b, v, f, recency, importance))
     scored.sort(key=lambda r: (-r[0], r[1]))

@@ -61,12 +61,9 @@ def _dt(ms: int | None) -> datetime | None:
 
 
 def _features(row: sqlite3.Row) -> MemoryFeatures:
-    """A candidate's ranking inputs (timestamps, importance) from its row."""
-    return MemoryFeatures(
-        created_at=_dt(row["created_at"]) or datetime.now(UTC),
-        occurred_at=_dt(row["occurred_at"]),
-        last_accessed_at=_dt(row["last_accessed_at"]),
-        importance=float(row["importance"]),
+    """A candidate's ranking inputs (epoch-ms timestamps, importance) from its row."""
+    return MemoryFeatures.from_ms(
+        row["created_at"], row["occurred_at"], row["last_accessed_at"], float(row["importance"])
     )
 
 
