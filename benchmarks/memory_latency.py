@@ -378,11 +378,11 @@ async def stage_breakdown(
             rows.update(
                 await store.read(
                     lambda c, f=f, missing=missing, now=now: qr.rows_passing(
-                        c, tenant, f, missing, now=now
+                        c, tenant, f, missing, now=now, columns=qr.RANKING_COLUMNS
                     )
                 )
             )
-            t = lap("rows_passing (vector hits not already read)", t)
+            t = lap("rows_passing (ranking columns of vector hits not already read)", t)
             features = {
                 str(pk): MemoryFeatures.from_ms(
                     row["created_at"],
@@ -399,8 +399,12 @@ async def stage_breakdown(
                 now=datetime.now(UTC),
                 limit=body.limit,
             )
-            [memory_dict(rows[int(r.memory_id)]) for r in ranked if int(r.memory_id) in rows]
-            t = lap("rank + render rows", t)
+            top = [int(r.memory_id) for r in ranked]
+            full = await store.read(lambda c, top=top: qr.rows_by_pk(c, tenant, top))
+            [memory_dict(full[pk]) for pk in top if pk in full]
+            t = lap("rank + full rows of the results + render", t)
+            recall._query_vectors.clear()  # embed again, as the distinct questions would
+            t = time.perf_counter()
             await recall.search(tenant, body, now=now)
             lap(f"Recall.search end to end, {scope}", t)
     await store.close()

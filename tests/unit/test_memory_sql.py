@@ -39,6 +39,8 @@ def test_every_memory_query_is_scoped_by_tenant(tmp_path: Path) -> None:
             assert len(keywords.search(c, "tenant-a", f.namespaces, ["tulip"], 10)) == 1
             rows = qr.rows_passing(c, "tenant-b", f, [1, 2], now=2)
             assert [r["id"] for r in rows.values()] == [b["id"]]  # not tenant-a's row
+            full = qr.rows_by_pk(c, "tenant-b", [1, 2])
+            assert [r["id"] for r in full.values()] == [b["id"]]
             items, _ = qm.changes(c, "tenant-a", after=0, limit=100)
             assert {i["memory_id"] for i in items} == {a["id"]}
             assert qm.stats(c, "tenant-c")["count"] == 0

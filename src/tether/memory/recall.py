@@ -5,12 +5,13 @@
 1. the query embedding in a worker thread (``asyncio.to_thread``), concurrently with
 2. the keyword candidates in a reader thread: exact BM25 top-k from
    :class:`~tether.memory.postings.KeywordIndex` (namespaces applied in the index), their
-   rows read and the other filters checked in SQL
+   ranking columns read and the other filters checked in SQL
    (:func:`tether.store.sql_recall.rows_passing`), over-fetching until
    ``candidate_depth`` pass or the matches are exhausted;
-3. the vector candidates from :class:`~tether.memory.vectors.VectorIndex`, filtered the
-   same way (only rows the keyword step did not read are read);
-4. :func:`tether.memory.ranking.rank` over the union (convex fusion, recency, importance).
+3. then, in one reader job (no thread hop between the steps): the vector candidates from
+   :class:`~tether.memory.vectors.VectorIndex`, filtered the same way (only rows the
+   keyword step did not read are read); :func:`tether.memory.ranking.rank` over the union
+   (convex fusion, recency, importance); the full rows of the returned results only.
 
 If the embedder is down, hybrid recall degrades to BM25 and says so (``degraded``).
 """
@@ -18,7 +19,6 @@ If the embedder is down, hybrid recall degrades to BM25 and says so (``degraded`
 from __future__ import annotations
 
 import asyncio
-import functools
 import sqlite3
 import time
 from collections import OrderedDict
@@ -184,10 +184,35 @@ class Recall:
                     if body.mode == "vector":
                         raise
                     degraded = True
+        # One reader job for the rest, so no thread hop separates its steps: the vector
+        # candidates (and their rows), the ranking, and the full rows of the results.
+        limit = body.limit
+        results, pks = await self.store.read(
+            lambda c: self._finish(
+                c, tenant_id, f, limit, keyword, rows, query_vec, depth, now, timings
+            )
+        )
+        return SearchOutcome(results, pks, degraded, timings)
+
+    def _finish(
+        self,
+        conn: sqlite3.Connection,
+        tenant_id: str,
+        f: MemoryFilter,
+        limit: int,
+        keyword: list[tuple[int, float]],
+        rows: dict[int, sqlite3.Row],
+        query_vec: FloatMatrix | None,
+        depth: int,
+        now: int,
+        timings: dict[str, float],
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        """Vector candidates, ranking and rendering, in a reader thread; returns the
+        results and their row keys, and adds ``vector`` and ``rank`` to ``timings``."""
         vector: list[tuple[int, float]] = []
         if query_vec is not None:
             started = time.perf_counter()
-            vector = await self._vector_candidates(tenant_id, f, query_vec, rows, depth, now)
+            vector = self._vector_candidates(conn, tenant_id, f, query_vec, rows, depth, now)
             timings["vector"] = _ms_since(started)
         started = time.perf_counter()
         features = {str(pk): _features(rows[pk]) for pk in {pk for pk, _ in keyword + vector}}
@@ -197,17 +222,21 @@ class Recall:
             features,
             now=_dt(now) or datetime.now(UTC),
             params=self.params,
-            limit=body.limit,
+            limit=limit,
         )
+        full = qr.rows_by_pk(conn, tenant_id, [int(r.memory_id) for r in ranked])
         results = []
         pks = []
         for r in ranked:
             pk = int(r.memory_id)
+            row = full.get(pk)
+            if row is None:  # purged since its candidate row was read
+                continue
             pks.append(pk)
             scores = {**r.breakdown, "bm25_raw": r.bm25_raw, "cosine": r.cosine}
-            results.append({"memory": memory_dict(rows[pk]), "score": r.score, "scores": scores})
+            results.append({"memory": memory_dict(row), "score": r.score, "scores": scores})
         timings["rank"] = _ms_since(started)
-        return SearchOutcome(results, pks, degraded, timings)
+        return results, pks
 
     def _keyword_candidates(
         self,
@@ -218,19 +247,22 @@ class Recall:
         depth: int,
         now: int,
     ) -> tuple[list[tuple[int, float]], dict[int, sqlite3.Row]]:
-        """The ``depth`` best BM25 candidates passing the filter, and their rows (in a
-        reader thread, while the query embedding runs in another)."""
+        """The ``depth`` best BM25 candidates passing the filter, and their ranking rows
+        (in a reader thread, while the query embedding runs in another)."""
         fetch = depth * _OVERFETCH if _selective(f) else depth + _MARGIN
         while True:
             hits = self.keywords.search(conn, tenant_id, f.namespaces, stems, fetch)
-            rows = qr.rows_passing(conn, tenant_id, f, [pk for pk, _ in hits], now=now)
+            rows = qr.rows_passing(
+                conn, tenant_id, f, [pk for pk, _ in hits], now=now, columns=qr.RANKING_COLUMNS
+            )
             passing = [(pk, s) for pk, s in hits if pk in rows]
             if len(passing) >= depth or len(hits) < fetch:
                 return passing[:depth], rows
             fetch *= 4
 
-    async def _vector_candidates(
+    def _vector_candidates(
         self,
+        conn: sqlite3.Connection,
         tenant_id: str,
         f: MemoryFilter,
         query_vec: FloatMatrix,
@@ -238,20 +270,16 @@ class Recall:
         depth: int,
         now: int,
     ) -> list[tuple[int, float]]:
-        """Vector candidates passing the filter; their rows are added to ``rows`` (only
-        those the keyword candidates did not already bring are read)."""
+        """Vector candidates passing the filter; their ranking rows are added to ``rows``
+        (only those the keyword candidates did not already bring are read)."""
         model = self.embedder.name
         fetch = depth * _OVERFETCH if _selective(f) else depth + _MARGIN
-
-        def search_and_read(conn: sqlite3.Connection, fetch: int) -> list[tuple[int, float]]:
-            # One worker-thread hop for both: the index search, then the missing rows.
+        while True:
             hits = self.index.search(tenant_id, model, query_vec, fetch, namespaces=f.namespaces)
             missing = [pk for pk, _ in hits if pk not in rows]
-            rows.update(qr.rows_passing(conn, tenant_id, f, missing, now=now))
-            return hits
-
-        while True:
-            hits = await self.store.read(functools.partial(search_and_read, fetch=fetch))
+            rows.update(
+                qr.rows_passing(conn, tenant_id, f, missing, now=now, columns=qr.RANKING_COLUMNS)
+            )
             passing = [(pk, s) for pk, s in hits if pk in rows]
             if len(passing) >= depth or len(hits) < fetch:
                 return passing[:depth]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Final
 
 from tether.store.sql_memory import MEMORY_COLUMNS, MemoryFilter, filter_sql
 
@@ -15,11 +16,24 @@ from tether.store.sql_memory import MEMORY_COLUMNS, MemoryFilter, filter_sql
 _IN_CHUNK = 500
 
 
+#: What ranking reads of a candidate (``tether.memory.ranking.MemoryFeatures``): a search
+#: reads these for its ~100 candidates and the full :data:`MEMORY_COLUMNS` only for the
+#: results it returns.
+RANKING_COLUMNS: Final = "m.pk, m.created_at, m.occurred_at, m.last_accessed_at, m.importance"
+
+
 def rows_passing(
-    conn: sqlite3.Connection, tenant_id: str, f: MemoryFilter, pks: Sequence[int], *, now: int
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    f: MemoryFilter,
+    pks: Sequence[int],
+    *,
+    now: int,
+    columns: str = MEMORY_COLUMNS,
 ) -> dict[int, sqlite3.Row]:
-    """The rows among ``pks`` that pass the filter, by pk (others are simply absent);
-    the columns are :data:`~tether.store.sql_memory.MEMORY_COLUMNS`.
+    """The rows among ``pks`` that pass the filter, by pk (others are simply absent),
+    with ``columns`` (default :data:`~tether.store.sql_memory.MEMORY_COLUMNS`; any list
+    of ``m.``-qualified columns that includes ``m.pk``).
 
     Rows are looked up by rowid (``NOT INDEXED``): otherwise SQLite plans the lookup on
     ``memories_ns`` and probes every (namespace, pk) pair, six times the work for a
@@ -33,12 +47,29 @@ def rows_passing(
         chunk = unique[i : i + _IN_CHUNK]
         marks = ",".join("?" * len(chunk))
         for row in conn.execute(
-            f"SELECT {MEMORY_COLUMNS} FROM memories m NOT INDEXED "
-            f"WHERE m.pk IN ({marks}) AND {where}",
+            f"SELECT {columns} FROM memories m NOT INDEXED WHERE m.pk IN ({marks}) AND {where}",
             (*chunk, *params),
         ):
             out[int(row["pk"])] = row
     return out
+
+
+def rows_by_pk(
+    conn: sqlite3.Connection, tenant_id: str, pks: Sequence[int]
+) -> dict[int, sqlite3.Row]:
+    """Full rows (:data:`~tether.store.sql_memory.MEMORY_COLUMNS`) of the tenant's
+    memories among ``pks``, by pk; no other filter (callers pass keys that passed one)."""
+    if not pks:
+        return {}
+    marks = ",".join("?" * len(pks))
+    return {
+        int(row["pk"]): row
+        for row in conn.execute(
+            f"SELECT {MEMORY_COLUMNS} FROM memories m NOT INDEXED "
+            f"WHERE m.pk IN ({marks}) AND m.tenant_id=?",
+            (*pks, tenant_id),
+        )
+    }
 
 
 def touch(conn: sqlite3.Connection, accesses: Sequence[tuple[str, int, int, int]]) -> None:
