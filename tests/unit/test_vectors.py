@@ -26,6 +26,14 @@ def _brute(
     return [keys[i] for i in np.argsort(-sims, kind="stable")[:k]]
 
 
+def _until_graphs_serve(index: VectorIndex, timeout_s: float = 30.0) -> None:
+    """Wait until tenant "t", model "m" searches use their graphs (built off-thread)."""
+    deadline = time.monotonic() + timeout_s
+    while not index.uses_hnsw("t", "m"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
 def test_exact_search_matches_brute_force_and_filters_namespaces() -> None:
     rng = np.random.default_rng(1)
     vecs = _unit(rng, 300)
@@ -49,10 +57,7 @@ def test_hnsw_results_agree_with_exact_search_and_respect_namespaces() -> None:
     index = VectorIndex(hnsw_threshold=100)
     entries = [(i + 1, "x" if i < 500 else "y", f"h{i}") for i in range(600)]
     index.add("t", "m", entries, vecs)
-    deadline = time.monotonic() + 30
-    while not index.uses_hnsw("t", "m"):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    _until_graphs_serve(index)
     keys = [e[0] for e in entries]
     agree = 0
     for qi in range(0, 600, 30):
@@ -129,10 +134,7 @@ def test_close_stops_the_graph_thread_between_batches() -> None:
     rng = np.random.default_rng(3)
     index = VectorIndex(hnsw_threshold=100)
     index.add("t", "m", [(i + 1, "x", f"h{i}") for i in range(400)], _unit(rng, 400))
-    deadline = time.monotonic() + 30
-    while not index.uses_hnsw("t", "m"):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    _until_graphs_serve(index)
     threads = [c.thread for c in index._collections.values() if c.thread is not None]
     assert threads
     assert all(t.is_alive() for t in threads)  # the graph keeps syncing until closed
@@ -146,10 +148,7 @@ def test_each_large_namespace_gets_its_own_graph_and_moves_between_them_are_seen
     index = VectorIndex(hnsw_threshold=300)
     ns_of = {i: ("p" if i < 500 else "q" if i < 1000 else "small") for i in range(1200)}
     index.add("t", "m", [(i, ns_of[i], "h") for i in range(1200)], vecs)
-    deadline = time.monotonic() + 30
-    while not index.uses_hnsw("t", "m"):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    _until_graphs_serve(index)
     coll = index._collections[("t", "m")]
     assert len(coll.graphs) == 2  # p and q; "small" (200) is searched exactly
     # Move 20 keys from p to q after the graphs exist: found in q at once, never in p.
@@ -180,10 +179,7 @@ def test_wide_graph_serves_searches_over_most_of_the_collection() -> None:
     index = VectorIndex(hnsw_threshold=300)
     ns_of = {i: ("p", "q", "r")[i // 400] if i < 1200 else "small" for i in range(1400)}
     index.add("t", "m", [(i, ns_of[i], "h") for i in range(1400)], vecs)
-    deadline = time.monotonic() + 30
-    while not index.uses_hnsw("t", "m"):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    _until_graphs_serve(index)
     coll = index._collections[("t", "m")]
     assert len(coll.graphs) == 3
     assert coll.wide is not None
