@@ -81,3 +81,21 @@ def test_purge_leaves_no_text_behind(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(main())
+
+
+def test_rows_by_pk_leaves_out_memories_forgotten_since(tmp_path: Path) -> None:
+    """A search reads its results' full rows in a later read than their candidates: a
+    memory forgotten in between must not be rendered."""
+
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "f.db")
+        await store.start()
+        items = [MemoryIn(namespace="n", text=t) for t in ("kept", "forgotten")]
+        kept, gone = await store.write(lambda c: qm.remember(c, "t", items, now=1))
+        pk = dict(await store.read(lambda c: c.execute("SELECT id, pk FROM memories").fetchall()))
+        await store.write(lambda c: qm.forget(c, "t", gone["id"], purge=False, now=2))
+        full = await store.read(lambda c: qr.rows_by_pk(c, "t", [pk[kept["id"]], pk[gone["id"]]]))
+        assert [row["id"] for row in full.values()] == [kept["id"]]
+        await store.close()
+
+    asyncio.run(main())

@@ -230,7 +230,7 @@ class Recall:
         for r in ranked:
             pk = int(r.memory_id)
             row = full.get(pk)
-            if row is None:  # purged since its candidate row was read
+            if row is None:  # forgotten since its candidate row was read
                 continue
             pks.append(pk)
             scores = {**r.breakdown, "bm25_raw": r.bm25_raw, "cosine": r.cosine}

@@ -57,8 +57,9 @@ def rows_passing(
 def rows_by_pk(
     conn: sqlite3.Connection, tenant_id: str, pks: Sequence[int]
 ) -> dict[int, sqlite3.Row]:
-    """Full rows (:data:`~tether.store.sql_memory.MEMORY_COLUMNS`) of the tenant's
-    memories among ``pks``, by pk; no other filter (callers pass keys that passed one)."""
+    """Full rows (:data:`~tether.store.sql_memory.MEMORY_COLUMNS`) of the tenant's live
+    (not forgotten) memories among ``pks``, by pk; no other filter (callers pass keys that
+    passed one in an earlier read: a memory forgotten since is left out)."""
     if not pks:
         return {}
     marks = ",".join("?" * len(pks))
@@ -66,7 +67,7 @@ def rows_by_pk(
         int(row["pk"]): row
         for row in conn.execute(
             f"SELECT {MEMORY_COLUMNS} FROM memories m NOT INDEXED "
-            f"WHERE m.pk IN ({marks}) AND m.tenant_id=?",
+            f"WHERE m.pk IN ({marks}) AND m.tenant_id=? AND m.deleted_at IS NULL",
             (*pks, tenant_id),
         )
     }
