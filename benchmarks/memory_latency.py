@@ -378,7 +378,7 @@ async def stage_breakdown(
             rows.update(
                 await store.read(
                     lambda c, f=f, missing=missing, now=now: qr.rows_passing(
-                        c, tenant, f, missing, now=now, columns=qr.RANKING_COLUMNS
+                        c, tenant, f, missing, now=now
                     )
                 )
             )

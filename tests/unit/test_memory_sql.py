@@ -38,7 +38,8 @@ def test_every_memory_query_is_scoped_by_tenant(tmp_path: Path) -> None:
             assert keywords.search(c, "tenant-c", f.namespaces, ["tulip"], 10) == []
             assert len(keywords.search(c, "tenant-a", f.namespaces, ["tulip"], 10)) == 1
             rows = qr.rows_passing(c, "tenant-b", f, [1, 2], now=2)
-            assert [r["id"] for r in rows.values()] == [b["id"]]  # not tenant-a's row
+            (b_pk,) = c.execute("SELECT pk FROM memories WHERE id=?", (b["id"],)).fetchone()
+            assert list(rows) == [b_pk]  # not tenant-a's row
             full = qr.rows_by_pk(c, "tenant-b", [1, 2])
             assert [r["id"] for r in full.values()] == [b["id"]]
             items, _ = qm.changes(c, "tenant-a", after=0, limit=100)

@@ -252,9 +252,7 @@ class Recall:
         fetch = depth * _OVERFETCH if _selective(f) else depth + _MARGIN
         while True:
             hits = self.keywords.search(conn, tenant_id, f.namespaces, stems, fetch)
-            rows = qr.rows_passing(
-                conn, tenant_id, f, [pk for pk, _ in hits], now=now, columns=qr.RANKING_COLUMNS
-            )
+            rows = qr.rows_passing(conn, tenant_id, f, [pk for pk, _ in hits], now=now)
             passing = [(pk, s) for pk, s in hits if pk in rows]
             if len(passing) >= depth or len(hits) < fetch:
                 return passing[:depth], rows
@@ -277,9 +275,7 @@ class Recall:
         while True:
             hits = self.index.search(tenant_id, model, query_vec, fetch, namespaces=f.namespaces)
             missing = [pk for pk, _ in hits if pk not in rows]
-            rows.update(
-                qr.rows_passing(conn, tenant_id, f, missing, now=now, columns=qr.RANKING_COLUMNS)
-            )
+            rows.update(qr.rows_passing(conn, tenant_id, f, missing, now=now))
             passing = [(pk, s) for pk, s in hits if pk in rows]
             if len(passing) >= depth or len(hits) < fetch:
                 return passing[:depth]

@@ -462,11 +462,11 @@ class _Collection:
         """
         with self.lock:
             searched = sum(self.ns_count.get(c, 0) for c in codes)
-            size = self.n if graph is self.wide else searched
+            held = self.n if graph is self.wide else searched  # vectors the graph answers for
         # The wide graph answers for every namespace: ask for k / share of the searched
         # ones. Rows changed since the last sync are skipped in the graph's answer: ask
         # for that many more (up to 16). Grow x4 while too few remain.
-        fetch = -(-k * size // max(searched, 1)) + min(16, len(graph.dirty))
+        fetch = -(-k * held // max(searched, 1)) + min(16, len(graph.dirty))
         while True:
             with self.hnsw_lock:
                 found = graph.index.search(query, fetch, threads=1)
@@ -483,8 +483,8 @@ class _Collection:
                     sims = (block.vecs[[self.row[key] for key in picked]] @ query).tolist()
                 else:
                     sims = (np.stack([self._vector(key) for key in picked]) @ query).tolist()
-                size = (self.n if graph is self.wide else searched) + len(dirty)
-            if len(picked) >= k or fetch >= size:
+                pending = len(dirty)
+            if len(picked) >= k or fetch >= held + pending:
                 break
             fetch *= 4
         return sorted(zip(picked, sims, strict=True), key=lambda kv: (-kv[1], kv[0]))[:k]

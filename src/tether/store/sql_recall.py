@@ -23,17 +23,10 @@ RANKING_COLUMNS: Final = "m.pk, m.created_at, m.occurred_at, m.last_accessed_at,
 
 
 def rows_passing(
-    conn: sqlite3.Connection,
-    tenant_id: str,
-    f: MemoryFilter,
-    pks: Sequence[int],
-    *,
-    now: int,
-    columns: str = MEMORY_COLUMNS,
+    conn: sqlite3.Connection, tenant_id: str, f: MemoryFilter, pks: Sequence[int], *, now: int
 ) -> dict[int, sqlite3.Row]:
-    """The rows among ``pks`` that pass the filter, by pk (others are simply absent),
-    with ``columns`` (default :data:`~tether.store.sql_memory.MEMORY_COLUMNS`; any list
-    of ``m.``-qualified columns that includes ``m.pk``).
+    """The :data:`RANKING_COLUMNS` of the rows among ``pks`` that pass the filter, by pk
+    (others are simply absent).
 
     Rows are looked up by rowid (``NOT INDEXED``): otherwise SQLite plans the lookup on
     ``memories_ns`` and probes every (namespace, pk) pair, six times the work for a
@@ -47,7 +40,8 @@ def rows_passing(
         chunk = unique[i : i + _IN_CHUNK]
         marks = ",".join("?" * len(chunk))
         for row in conn.execute(
-            f"SELECT {columns} FROM memories m NOT INDEXED WHERE m.pk IN ({marks}) AND {where}",
+            f"SELECT {RANKING_COLUMNS} FROM memories m NOT INDEXED "
+            f"WHERE m.pk IN ({marks}) AND {where}",
             (*chunk, *params),
         ):
             out[int(row["pk"])] = row
