@@ -49,18 +49,32 @@ def error(
 class FakeServer:
     """Just enough of Tether's HTTP API, with switches for outages.
 
+    It also plays a *buggy* server for the poison tests: one that refuses or crashes on
+    a particular event while every other request works.
+
     Attributes:
         down: Raise ``httpx.ConnectError`` for every request.
         fail_next: Statuses (with optional ``Retry-After``) to answer the next requests with.
-        reject_kind: Answer 422 to any batch containing an event of this kind.
+        fail_always: Answer every request with this status (a sick server), or ``None``.
+        reject_kind: Answer ``reject_status`` (422) to any batch containing an event of
+            this kind.
+        reject_status: Status for ``reject_kind`` (e.g. 404, 409).
+        crash_kind: Answer 500 to any batch containing an event of this kind (a server
+            bug triggered by one payload; other requests, the empty batch too, work).
         requests: Every request seen (method, path, headers, body).
+
+    Like the real server, a batch whose session descriptor names an unknown parent is
+    refused whole with 404 ``not_found``.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.down = False
         self.fail_next: list[tuple[int, str | None]] = []
+        self.fail_always: int | None = None
         self.reject_kind: str | None = None
+        self.reject_status = 422
+        self.crash_kind: str | None = None
         self.requests: list[tuple[str, str, httpx.Headers, Any]] = []
         self.sessions: dict[str, dict[str, Any]] = {}
         self.ended: dict[str, str] = {}
@@ -90,6 +104,8 @@ class FakeServer:
                     "unavailable",
                     headers={"Retry-After": retry_after} if retry_after else None,
                 )
+            if self.fail_always is not None:
+                return error(self.fail_always, "internal" if self.fail_always == 500 else "down")
             return self._route(request.method, request.url.path, request.headers, body)
 
     def _route(self, method: str, path: str, headers: httpx.Headers, body: Any) -> httpx.Response:
@@ -149,8 +165,17 @@ class FakeServer:
         return error(404, "not_found", f"no route {method} {path}")
 
     def _batch(self, body: dict[str, Any]) -> httpx.Response:
-        if self.reject_kind and any(e["kind"] == self.reject_kind for e in body.get("events", [])):
-            return error(422, "invalid_input", "bad kind")
+        kinds = {e["kind"] for e in body.get("events", [])}
+        if self.reject_kind in kinds:
+            return error(self.reject_status, "invalid_input", "bad kind")
+        if self.crash_kind in kinds:
+            return error(500, "internal", "boom")
+        known = set(self.sessions)
+        for spec in body.get("sessions", []):
+            parent = spec.get("parent_id")
+            if spec["id"] not in known and parent is not None and parent not in known:
+                return error(404, "not_found", f"no session {parent}")
+            known.add(spec["id"])
         created = []
         for spec in body.get("sessions", []):
             if spec["id"] not in self.sessions:

@@ -81,3 +81,39 @@ def test_split_keeps_needed_sessions_and_puts_ends_last() -> None:
     assert [s["id"] for s in second["sessions"]] == ["p", "c"]
     assert second["ends"] == body["ends"]
     assert split({"events": [{"session_id": "x"}]}) is None
+
+
+def test_split_goes_down_to_one_event_one_end_or_one_orphan_descriptor() -> None:
+    body = {
+        "sessions": [{"id": "idle"}, {"id": "x"}],
+        "events": [{"session_id": "x", "kind": "log", "idempotency_key": "k"}],
+        "ends": [{"session_id": "x", "status": "completed"}],
+    }
+    halves = split(body)
+    assert halves is not None
+    first, second = halves
+    # the descriptor nothing needs is an item of its own, so it cannot take others down
+    assert first == {"sessions": [{"id": "idle"}], "events": [], "ends": []}
+    assert second["sessions"] == [{"id": "x"}]
+    assert second["ends"] == body["ends"]
+    leaves = split(second)
+    assert leaves is not None
+    event_leaf, end_leaf = leaves
+    assert event_leaf == {"sessions": [{"id": "x"}], "events": body["events"], "ends": []}
+    assert end_leaf == {"sessions": [{"id": "x"}], "events": [], "ends": body["ends"]}
+    assert split(event_leaf) is None
+    assert split(end_leaf) is None
+    assert split(first) is None
+
+
+def test_split_keeps_an_orphans_parents() -> None:
+    body = {
+        "sessions": [{"id": "p"}, {"id": "c", "parent_id": "p"}, {"id": "x"}],
+        "events": [{"session_id": "x", "kind": "log"}],
+        "ends": [],
+    }
+    halves = split(body)
+    assert halves is not None
+    # items: orphan p, orphan c, the event; c travels with its parent p
+    assert [[s["id"] for s in half["sessions"]] for half in halves] == [["p"], ["p", "c", "x"]]
+    assert [len(half["events"]) for half in halves] == [0, 1]

@@ -15,6 +15,7 @@ def test_defaults_without_environment() -> None:
     assert cfg.spool_dir == Path("/home/a/.cache/tether/spool")
     assert cfg.flush_interval == 0.2
     assert cfg.batch_size == 100
+    assert cfg.poison_after == 3
     assert "Authorization" not in cfg.headers()
 
 
@@ -54,6 +55,7 @@ def test_arguments_win_over_environment() -> None:
         ({"spool_max_bytes": 0}, "positive"),
         ({"env": {"TETHER_SPOOL_MAX_BYTES": "lots"}}, "integer"),
         ({"no_such_option": 1}, "unknown option"),
+        ({"poison_after": 0}, "poison_after"),
     ],
 )
 def test_bad_values_raise_config_error(kwargs: dict[str, object], message: str) -> None:

@@ -23,6 +23,7 @@ from tether_client import (
     ServerUnreachableError,
     traced,
 )
+from tether_client._delivery import BATCH_PATH, PROBE_BODY
 
 
 def user_events(server: TetherServer, session_id: str) -> list[dict[str, object]]:
@@ -126,6 +127,18 @@ def test_direct_calls_fail_clearly_when_server_is_down(
 def _memory_api(server: TetherServer) -> bool:
     paths = httpx.get(f"{server.url}/openapi.json", timeout=10).json().get("paths", {})
     return "/v1/memories/search" in paths
+
+
+def test_the_write_probe_is_an_empty_batch_the_server_accepts(tether_server: TetherServer) -> None:
+    """The sender dead-letters an item that keeps answering 500 only if this passes."""
+    response = httpx.post(
+        f"{tether_server.url}{BATCH_PATH}",
+        content=PROBE_BODY,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert response.json()["data"] == {"seqs": [], "duplicates": 0, "created_sessions": []}
 
 
 def test_memory(tether_server: TetherServer, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from ._batcher import BatcherStats
 from ._breaker import BreakerState, CircuitBreaker
 from ._client import AsyncClient, Client
 from ._config import Config, default_spool_dir
+from ._deadletter import DeadLetter
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -62,6 +63,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConflictError",
+    "DeadLetter",
     "NotFoundError",
     "PayloadTooLargeError",
     "PreconditionFailedError",

@@ -195,29 +195,45 @@ def merge(raw_bodies: list[bytes]) -> tuple[bytes, int]:
 
 
 def split(body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Split a rejected body's events in two halves to find the bad item.
+    """Split a refused body in two halves to find the bad item.
 
-    Each half keeps the session descriptors its events need; the ends go with the
-    second half (ends apply after events). Returns ``None`` for one event or fewer.
+    The items of a body are, in the order the server applies them: the session
+    descriptors that no event or end of the body needs ("orphans": a session created
+    with nothing logged in it yet), the events, then the ends. The first half takes the
+    first ``n // 2`` items, the second the rest, so ends stay after the events they
+    follow. Each half keeps the session descriptors its items need, parents first.
+
+    Returns:
+        The two halves, or ``None`` for a body of one item or none (a *leaf*: one
+        event, one end or one orphan descriptor, with the descriptors it needs).
     """
-    events = list(body.get("events", ()))
-    if len(events) < 2:
-        return None
     specs = {s["id"]: s for s in body.get("sessions", ())}
 
-    def half(part: list[dict[str, Any]], ends: list[dict[str, Any]]) -> dict[str, Any]:
-        needed = {e["session_id"] for e in part} | {x["session_id"] for x in ends}
-        # keep the original order (parents first) and any parent a needed child names
+    def with_parents(ids: set[str]) -> set[str]:
+        needed = set(ids)
         for sid in list(needed):
             parent = specs.get(sid, {}).get("parent_id")
             while parent is not None and parent in specs and parent not in needed:
                 needed.add(parent)
                 parent = specs[parent].get("parent_id")
+        return needed
+
+    events = list(body.get("events", ()))
+    ends = list(body.get("ends", ()))
+    used = with_parents({e["session_id"] for e in events} | {x["session_id"] for x in ends})
+    items: list[tuple[str, Any]] = [("s", sid) for sid in specs if sid not in used]
+    items += [("e", e) for e in events] + [("x", x) for x in ends]
+    if len(items) < 2:
+        return None
+
+    def half(part: list[tuple[str, Any]]) -> dict[str, Any]:
+        ids = {item if kind == "s" else item["session_id"] for kind, item in part}
+        needed = with_parents(ids)
         return {
             "sessions": [s for sid, s in specs.items() if sid in needed],
-            "events": part,
-            "ends": ends,
+            "events": [item for kind, item in part if kind == "e"],
+            "ends": [item for kind, item in part if kind == "x"],
         }
 
-    middle = len(events) // 2
-    return half(events[:middle], []), half(events[middle:], list(body.get("ends", ())))
+    middle = len(items) // 2
+    return half(items[:middle]), half(items[middle:])

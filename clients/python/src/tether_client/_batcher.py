@@ -7,7 +7,9 @@ Two daemon threads per client, so a slow or hanging server never delays durabili
   and writes them to the spool in one SQLite transaction;
 * the **sender** sends the spool's oldest rows (merged up to ``max_batch_events``),
   deletes them once the server answers 2xx, and otherwise backs off (exponential with
-  jitter, ``Retry-After`` wins) behind the circuit breaker.
+  jitter, ``Retry-After`` wins) behind the circuit breaker. What each answer means,
+  and how a refused event is isolated into the dead letters so that it never blocks
+  the events after it, is :mod:`~._delivery`.
 
 The agent's thread only appends a tuple to a :class:`collections.deque`.
 
@@ -15,34 +17,34 @@ Guarantee: an event is durable (survives ``kill -9`` of the agent) once the spoo
 written it, i.e. at most ``flush_interval`` plus one SQLite commit after it was logged,
 and for certain once :meth:`Batcher.checkpoint` or :meth:`Batcher.flush` returned
 ``True``. Delivery is at-least-once; the idempotency key makes it exactly-once on the
-server.
+server. An event the server refuses is not delivered but kept as a dead letter in the
+spool file (:meth:`Batcher.dead_letters`).
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
-import json
 import logging
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from ._batch import BatchBuilder, Op, merge, split
+from ._batch import BatchBuilder, Op, merge
 from ._breaker import CircuitBreaker
 from ._config import Config
-from ._retry import backoff_delay, retry_after_of
-from ._spool import Spool, SpoolRow
+from ._deadletter import DeadLetter
+from ._delivery import Deliverer
+from ._spool import Spool
 
 logger = logging.getLogger("tether_client")
 
-BATCH_PATH = "/v1/events/batch"
 _FLUSH_PROBE_INTERVAL = 0.25  # seconds between forced attempts while flush() waits
-_POISON_STATUSES = frozenset({400, 413, 422})  # the body itself is bad: isolate and drop
 
 
 @dataclass
@@ -63,9 +65,12 @@ class BatcherStats:
         spooled_events: Events in the spool (unsent, across restarts).
         sent_events: Events the server acknowledged (including duplicates).
         duplicates: Events the server already had (idempotency key seen before).
-        dropped_events: Events lost: queue overflow, spool cap, or rejected by the
-            server as invalid.
+        dropped_events: Events lost: queue overflow (including events logged after
+            ``close()``) or the spool cap.
         breaker: Circuit state (``closed``, ``open``, ``half_open``).
+        dead_letters: Dead letters stored in the spool (across restarts): items the
+            server refused, one per event (or per session end or descriptor); see
+            :meth:`Client.dead_letters`. Not counted in ``dropped_events``.
     """
 
     queued: int
@@ -74,6 +79,7 @@ class BatcherStats:
     duplicates: int
     dropped_events: int
     breaker: str
+    dead_letters: int
 
 
 _LIVE: weakref.WeakSet[Batcher] = weakref.WeakSet()
@@ -110,33 +116,30 @@ class Batcher:
         self._builder = BatchBuilder(registry, config.batch_size)
         self._queue: collections.deque[Op | tuple[str, _Barrier]] = collections.deque()
         self.spool = Spool(config.spool_path if config.spool else None, config.spool_max_bytes)
-        self._http = httpx.Client(
-            base_url=config.url,
-            headers=config.headers(),
-            timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 2.0)),
-            transport=transport,
-        )
+        self._delivery = Deliverer(config, self.spool, breaker, transport)
         self._spool_wake = threading.Event()
         self._send_wake = threading.Event()
         self._stopping = False
         self._closed = False
         self._urgent = False
-        self._retry_at = 0.0
-        self._failures = 0
         self._unspooled: list[tuple[bytes, int]] = []
         self._deliver_barriers: list[_Barrier] = []
         self._barrier_lock = threading.Lock()
         self._overflow_warned = 0.0
-        self._auth_warned = False
-        self.sent_events = 0
-        self.duplicates = 0
-        self.rejected_events = 0
         self.overflow_events = 0
         rows, events, _ = self.spool.counts()
         if rows:
             logger.info(
                 "tether_client: %d unsent events found in the spool %s; replaying them",
                 events,
+                self.spool.path,
+            )
+        dead = self.spool.dead_letter_count()
+        if dead:
+            logger.info(
+                "tether_client: %d dead letters (events the server refused) in the spool "
+                "%s; see client.dead_letters()",
+                dead,
                 self.spool.path,
             )
         self._spooler = threading.Thread(
@@ -200,9 +203,9 @@ class Batcher:
             timeout: Seconds to wait at most; ``None`` waits forever.
 
         Returns:
-            ``True`` when delivered (events the server rejected as invalid, or dropped by
-            the spool cap, count as done), ``False`` on timeout; undelivered events stay
-            in the spool.
+            ``True`` when delivered (events the server refused, now dead letters, and
+            events dropped by the spool cap count as done), ``False`` on timeout;
+            undelivered events stay in the spool.
         """
         if self._closed:
             return self.spool_empty()
@@ -231,11 +234,29 @@ class Batcher:
         return BatcherStats(
             queued=sum(1 for op in list(self._queue) if op[0] == "e"),
             spooled_events=spooled,
-            sent_events=self.sent_events,
-            duplicates=self.duplicates,
-            dropped_events=self.overflow_events + self.rejected_events + self.spool.dropped_events,
+            sent_events=self._delivery.sent_events,
+            duplicates=self._delivery.duplicates,
+            dropped_events=self.overflow_events + self.spool.dropped_events,
             breaker=self._breaker.state.value,
+            dead_letters=self.spool.dead_letter_count(),
         )
+
+    # -- dead letters (the spool file; any thread) -------------------------------------------
+
+    def dead_letters(self, ids: Sequence[int] | None = None) -> list[DeadLetter]:
+        """Return the stored dead letters, oldest first (only ``ids`` when given)."""
+        return self.spool.dead_letters(ids)
+
+    def drop_dead_letters(self, ids: Sequence[int] | None = None) -> int:
+        """Delete dead letters (``ids``, or all); return how many were deleted."""
+        return self.spool.drop_dead_letters(ids)
+
+    def retry_dead_letters(self, ids: Sequence[int] | None = None) -> int:
+        """Move dead letters back into the spool to be sent again; return how many."""
+        moved = self.spool.requeue_dead_letters(ids)
+        if moved:
+            self._send_wake.set()
+        return moved
 
     # -- spooler thread --------------------------------------------------------------------
 
@@ -300,13 +321,13 @@ class Batcher:
                 if self._closed:
                     return
                 logger.exception("tether_client sender failed; will retry")
-                self._schedule_retry(None)
+                self._delivery.schedule_retry(None)
 
     def _next_wait(self) -> float:
         # Sleep through the backoff and the open circuit instead of polling them; the
         # spooler and flush() wake this thread early when there is something to do.
         wait = self._config.flush_interval
-        backoff = self._retry_at - time.monotonic()
+        backoff = self._delivery.retry_at - time.monotonic()
         wait = max(wait, backoff, self._breaker.retry_in())
         return min(max(wait, 0.01), 30.0)
 
@@ -314,7 +335,7 @@ class Batcher:
         if self._urgent:
             self._urgent = False
             return True
-        if time.monotonic() < self._retry_at:
+        if time.monotonic() < self._delivery.retry_at:
             return False
         return self._breaker.allow()
 
@@ -324,123 +345,8 @@ class Batcher:
             if not rows or not self._may_send():
                 return
             raw, used = merge([row.body for row in rows])
-            if not self._deliver(rows[:used], raw):
+            if not self._delivery.deliver(rows[:used], raw):
                 return
-
-    def _deliver(self, rows: list[SpoolRow], raw: bytes) -> bool:
-        """Send one request for ``rows``; return whether the rows are done."""
-        ok, status, response = self._post(raw)
-        if ok:
-            self.spool.delete([row.id for row in rows])
-            return True
-        if status in _POISON_STATUSES:
-            if len(rows) > 1:  # find the bad row first
-                return all(self._deliver([row], row.body) for row in rows)
-            if self._isolate(json.loads(raw), response):
-                self.spool.delete([rows[0].id])
-                return True
-            return False
-        return False
-
-    def _isolate(self, body: dict[str, Any], response: httpx.Response | None) -> bool:
-        """Bisect a rejected body; drop only the items the server refuses.
-
-        Returns ``False`` if a transport failure interrupted it (retried later; halves
-        already sent are duplicates then, which the idempotency keys absorb).
-        """
-        halves = split(body)
-        if halves is None:
-            events = body.get("events", [])
-            keys = [e.get("idempotency_key") for e in events]
-            kinds = [e.get("kind") for e in events]
-            self.rejected_events += len(events)
-            logger.error(
-                "tether_client dropped %d event(s) the server rejected as invalid "
-                "(idempotency keys %s, kinds %s): %s",
-                len(events),
-                keys,
-                kinds,
-                _error_message(response),
-            )
-            return True
-        for half in halves:
-            ok, status, response = self._post(json.dumps(half).encode())
-            if ok:
-                continue
-            if status in _POISON_STATUSES:
-                if not self._isolate(half, response):
-                    return False
-                continue
-            return False
-        return True
-
-    def _post(self, raw: bytes) -> tuple[bool, int | None, httpx.Response | None]:
-        """POST a body; update breaker, backoff and counters. Returns ``(ok, status, response)``."""
-        try:
-            response = self._http.post(
-                BATCH_PATH, content=raw, headers={"Content-Type": "application/json"}
-            )
-        except httpx.HTTPError as exc:
-            self._breaker.record_failure()
-            self._schedule_retry(None)
-            if self._failures == 1 or self._failures % 20 == 0:
-                logger.warning(
-                    "tether_client cannot reach %s (%s); events are kept in the spool",
-                    self._config.url,
-                    type(exc).__name__,
-                )
-            return False, None, None
-        status = response.status_code
-        if 200 <= status < 300:
-            self._breaker.record_success()
-            if self._failures:
-                logger.info("tether_client reached %s again; replaying the spool", self._config.url)
-            self._failures = 0
-            self._retry_at = 0.0
-            self._auth_warned = False
-            self._count(response, raw)
-            return True, status, response
-        if status >= 500 or status == 408:
-            self._breaker.record_failure()
-        else:
-            self._breaker.record_success()  # the server is alive and answering
-        if status in _POISON_STATUSES:
-            return False, status, response
-        if status in (401, 403):
-            if not self._auth_warned:
-                self._auth_warned = True
-                logger.error(
-                    "tether_client: the server refused the API key (%d %s); events stay "
-                    "in the spool until a valid key is configured",
-                    status,
-                    _error_message(response),
-                )
-            self._schedule_retry(self._config.retry_max)
-        else:
-            self._schedule_retry(retry_after_of(response))
-            logger.warning(
-                "tether_client batch got %d %s; retrying", status, _error_message(response)
-            )
-        return False, status, response
-
-    def _count(self, response: httpx.Response, raw: bytes) -> None:
-        try:
-            data = response.json().get("data") or {}
-            seqs = data.get("seqs")
-            self.sent_events += len(seqs) if isinstance(seqs, list) else raw.count(b'"kind"')
-            self.duplicates += int(data.get("duplicates") or 0)
-        except (ValueError, AttributeError, TypeError):
-            pass
-
-    def _schedule_retry(self, retry_after: float | None) -> None:
-        self._failures += 1
-        delay = backoff_delay(
-            self._failures,
-            base=self._config.retry_base,
-            cap=self._config.retry_max,
-            retry_after=retry_after,
-        )
-        self._retry_at = time.monotonic() + delay
 
     def _release_barriers(self) -> None:
         with self._barrier_lock:
@@ -488,17 +394,7 @@ class Batcher:
                 logger.warning(
                     "tether_client closed with %d unsent events and no spool file: lost", events
                 )
-        self._http.close()
+        self._delivery.close()
         if not self._sender.is_alive():
             self.spool.close()
         _LIVE.discard(self)
-
-
-def _error_message(response: httpx.Response | None) -> str:
-    if response is None:
-        return "no response"
-    try:
-        error = response.json().get("error") or {}
-        return f"{error.get('code')}: {error.get('message')}"
-    except (ValueError, AttributeError):
-        return response.text[:200]

@@ -5,6 +5,13 @@ States: *closed* (requests flow), *open* (no requests until ``open_until``), *ha
 the open time doubled up to ``open_max``). ``threshold`` consecutive failures open a
 closed circuit. Checking the breaker costs a lock and a clock read: this is what makes
 a dead server cost microseconds instead of connect timeouts.
+
+What counts as a failure (:func:`is_outage`, the one rule for the batcher and direct
+calls): no answer at all (connect error, timeout), or 408, 502, 503, 504, the answers
+of a server, gateway or proxy that is away or overloaded. Any other answer, 500 and
+every other 4xx and 5xx included, proves a live server and counts as a success: one
+request the server cannot handle (a poison event, a bug on one route) must not make
+every other request fail fast.
 """
 
 from __future__ import annotations
@@ -13,6 +20,18 @@ import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
+
+# Statuses that mean "the server is away", not "this request is bad" (see the docstring).
+OUTAGE_STATUSES = frozenset({408, 502, 503, 504})
+
+
+def is_outage(status: int | None) -> bool:
+    """Whether an answer counts as a breaker failure.
+
+    Args:
+        status: The HTTP status, or ``None`` when no response arrived (transport error).
+    """
+    return status is None or status in OUTAGE_STATUSES
 
 
 class BreakerState(StrEnum):
@@ -103,7 +122,7 @@ class CircuitBreaker:
             self._state = BreakerState.CLOSED
 
     def record_failure(self) -> None:
-        """Report a transport failure or a 5xx; may open the circuit."""
+        """Report a failure (see :func:`is_outage`); may open the circuit."""
         with self._lock:
             now = self._clock()
             if self._state is BreakerState.HALF_OPEN:

@@ -72,6 +72,10 @@ class Config:
         breaker_threshold: Consecutive failures that open the circuit.
         breaker_open_base: Seconds the circuit stays open the first time.
         breaker_open_max: Largest open time in seconds (doubles per failed probe).
+        poison_after: 500 answers in a row for the same oldest spooled batch after
+            which the sender looks for a poison event in it (≥ 1). Items that keep
+            answering 500 while an empty write succeeds become dead letters
+            (:meth:`Client.dead_letters`); 502-504 never do.
         close_timeout: Seconds :meth:`Client.close` (and interpreter exit) waits to
             deliver; what is left stays in the spool for the next start.
     """
@@ -93,6 +97,7 @@ class Config:
     breaker_threshold: int = 3
     breaker_open_base: float = 0.5
     breaker_open_max: float = 5.0
+    poison_after: int = 3
     close_timeout: float = 2.0
 
     @classmethod
@@ -120,7 +125,7 @@ class Config:
 
         Raises:
             ConfigError: A value is malformed (URL without http(s) scheme, non-integer
-                or non-positive cap, unknown option).
+                or non-positive cap, ``poison_after`` < 1, unknown option).
         """
         env = os.environ if env is None else env
         resolved_url = (url or env.get("TETHER_URL") or DEFAULT_URL).rstrip("/")
@@ -140,6 +145,8 @@ class Config:
         unknown = set(options) - known
         if unknown:
             raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        if int(options.get("poison_after", 1)) < 1:
+            raise ConfigError(f"poison_after must be at least 1: {options['poison_after']}")
         return cls(
             url=resolved_url,
             api_key=api_key or env.get("TETHER_API_KEY") or None,

@@ -23,7 +23,8 @@ from ._batch import TS_FIELD, iso
 from ._ids import new_id
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient, Client, _ClientCore
+    from ._client import AsyncClient, Client
+    from ._core import _ClientCore
 
 EVENT_KINDS = frozenset(
     {

@@ -1,17 +1,28 @@
 """The durable spool: batches written before they are sent, deleted once acknowledged.
 
-Each row is one self-contained ``/v1/events/batch`` body (JSON bytes) with its event
-count. Rows are sent oldest first (``rowid`` order) and replayed with the same
-idempotency keys after a restart, so the server stores each event once.
+Each row of ``batches`` is one self-contained ``/v1/events/batch`` body (JSON bytes)
+with its event count. Rows are sent oldest first (``rowid`` order) and replayed with
+the same idempotency keys after a restart, so the server stores each event once.
+
+The same file holds ``dead_letters``: items the server refused, each a leaf body with
+the server's error (see :mod:`~._deadletter`). Moving a refused row's items there and
+deleting the row is one transaction (:meth:`Spool.bury`), so a crash leaves either the
+row (isolated again on replay) or its dead letters, never both and never neither.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+
+from ._deadletter import DeadLetter, Rejection, details_json, subject_of
 
 logger = logging.getLogger("tether_client")
 
@@ -31,6 +42,28 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at REAL NOT NULL DEFAULT (julianday('now'))
 )
 """
+# created_at: Unix seconds. body: the refused leaf body as JSON bytes (resent as is by
+# requeue). details: the server's error.details as JSON text.
+_DEAD_LETTER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    session_id TEXT,
+    kind TEXT,
+    idempotency_key TEXT,
+    status INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    details TEXT,
+    correlation_id TEXT,
+    body BLOB NOT NULL,
+    events INTEGER NOT NULL
+)
+"""
+_DEAD_LETTER_COLUMNS = (
+    "id, created_at, session_id, kind, idempotency_key, status, code, message, details, "
+    "correlation_id, body"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +89,10 @@ class Spool:
     Args:
         path: SQLite file to use (its directory is created), or ``None`` for an
             in-memory spool that does not survive the process.
-        max_bytes: Cap on the sum of stored body sizes in bytes. Adding past it drops
-            the oldest rows and logs a warning with the number of events dropped.
+        max_bytes: Cap on the sum of stored body sizes in bytes, dead letters
+            included. Adding past it drops the oldest dead letters first (the server
+            already refused them), then the oldest rows, and logs a warning with the
+            number of events dropped.
 
     Raises:
         sqlite3.Error: The file cannot be opened or is not a spool.
@@ -80,6 +115,7 @@ class Spool:
             self._conn.execute(f"PRAGMA journal_mode={_JOURNAL_MODE}")
             self._conn.execute(f"PRAGMA synchronous={_SYNCHRONOUS}")
         self._conn.execute(_SCHEMA)
+        self._conn.execute(_DEAD_LETTER_SCHEMA)
         self.dropped_events = 0
 
     # -- writing ---------------------------------------------------------------------
@@ -114,13 +150,19 @@ class Spool:
             return int(seq[0]) if seq else 0
 
     def _enforce_cap(self) -> None:
-        total = self._conn.execute("SELECT coalesce(sum(length(body)), 0) FROM batches").fetchone()[
-            0
-        ]
+        total = self._conn.execute(
+            "SELECT (SELECT coalesce(sum(length(body)), 0) FROM batches)"
+            " + (SELECT coalesce(sum(length(body)), 0) FROM dead_letters)"
+        ).fetchone()[0]
         if total <= self.max_bytes:
             return
+        total = self._evict("dead_letters", total)
+        self._evict("batches", total)
+
+    def _evict(self, table: str, total: int) -> int:
+        """Delete ``table``'s oldest rows until ``total`` fits the cap; return the new total."""
         dropped_rows = dropped_events = 0
-        cursor = self._conn.execute("SELECT id, length(body), events FROM batches ORDER BY id")
+        cursor = self._conn.execute(f"SELECT id, length(body), events FROM {table} ORDER BY id")
         last_id = 0
         for row_id, size, events in cursor.fetchall():
             if total <= self.max_bytes:
@@ -129,17 +171,29 @@ class Spool:
             last_id = row_id
             dropped_rows += 1
             dropped_events += events
-        self._conn.execute("DELETE FROM batches WHERE id <= ?", (last_id,))
+        if not dropped_rows:
+            return total
+        self._conn.execute(f"DELETE FROM {table} WHERE id <= ?", (last_id,))
         self.dropped_events += dropped_events
-        logger.warning(
-            "tether_client spool is full (cap %d bytes at %s): dropped the %d oldest "
-            "unsent events (%d batches); raise TETHER_SPOOL_MAX_BYTES or bring the "
-            "server back",
-            self.max_bytes,
-            self.path or ":memory:",
-            dropped_events,
-            dropped_rows,
-        )
+        if table == "batches":
+            logger.warning(
+                "tether_client spool is full (cap %d bytes at %s): dropped the %d oldest "
+                "unsent events (%d batches); raise TETHER_SPOOL_MAX_BYTES or bring the "
+                "server back",
+                self.max_bytes,
+                self.path or ":memory:",
+                dropped_events,
+                dropped_rows,
+            )
+        else:
+            logger.warning(
+                "tether_client spool is full (cap %d bytes at %s): dropped the %d oldest "
+                "dead letters (events the server refused); see client.dead_letters()",
+                self.max_bytes,
+                self.path or ":memory:",
+                dropped_rows,
+            )
+        return total
 
     def delete(self, ids: list[int]) -> None:
         """Remove delivered rows (ids already gone are ignored)."""
@@ -181,7 +235,122 @@ class Spool:
             ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
+    # -- dead letters ------------------------------------------------------------------
+
+    def bury(self, row_id: int, letters: Sequence[tuple[bytes, Rejection]]) -> None:
+        """Replace a spool row by the dead letters cut from it, in one transaction.
+
+        Args:
+            row_id: The spool row whose items were delivered or refused.
+            letters: ``(leaf_body_json, rejection)`` for each refused item; may be
+                empty (everything was delivered after all).
+        """
+        now = time.time()
+        records = []
+        for raw, rejection in letters:
+            body = json.loads(raw)
+            session_id, kind, key = subject_of(body)
+            records.append(
+                (
+                    now,
+                    session_id,
+                    kind,
+                    key,
+                    rejection.status,
+                    rejection.code,
+                    rejection.message,
+                    details_json(rejection.details),
+                    rejection.correlation_id,
+                    raw,
+                    len(body.get("events") or []),
+                )
+            )
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO dead_letters (created_at, session_id, kind, idempotency_key, "
+                    "status, code, message, details, correlation_id, body, events) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    records,
+                )
+                self._conn.execute("DELETE FROM batches WHERE id = ?", (row_id,))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def dead_letters(self, ids: Sequence[int] | None = None) -> list[DeadLetter]:
+        """Return stored dead letters, oldest first (only ``ids`` when given)."""
+        where, params = _id_filter(ids)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters{where} ORDER BY id", params
+            ).fetchall()
+        return [
+            DeadLetter(
+                id=int(row[0]),
+                created_at=datetime.fromtimestamp(row[1], UTC),
+                session_id=row[2],
+                kind=row[3],
+                idempotency_key=row[4],
+                status=int(row[5]),
+                code=row[6],
+                message=row[7],
+                details=None if row[8] is None else json.loads(row[8]),
+                correlation_id=row[9],
+                body=json.loads(row[10]),
+            )
+            for row in rows
+        ]
+
+    def dead_letter_count(self) -> int:
+        """Number of dead letters stored."""
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+
+    def drop_dead_letters(self, ids: Sequence[int] | None = None) -> int:
+        """Delete dead letters (``ids``, or all when ``None``); return how many went."""
+        where, params = _id_filter(ids)
+        with self._lock:
+            return self._conn.execute(f"DELETE FROM dead_letters{where}", params).rowcount
+
+    def requeue_dead_letters(self, ids: Sequence[int] | None = None) -> int:
+        """Move dead letters back into the spool as new rows, in one transaction.
+
+        They go after every row already waiting (their events get later ``seq``s than
+        events logged since). Returns how many were moved.
+        """
+        where, params = _id_filter(ids)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                moved = self._conn.execute(
+                    f"INSERT INTO batches (body, events) "
+                    f"SELECT body, events FROM dead_letters{where} ORDER BY id",
+                    params,
+                ).rowcount
+                self._conn.execute(f"DELETE FROM dead_letters{where}", params)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            if moved:
+                self._enforce_cap()
+        return moved
+
     def close(self) -> None:
         """Close the connection; stored rows stay in the file."""
         with self._lock:
             self._conn.close()
+
+
+def _id_filter(ids: Sequence[int] | None) -> tuple[str, tuple[str, ...]]:
+    """A ``WHERE`` clause selecting ``ids`` (all rows when ``None``) and its parameters.
+
+    The ids travel as one JSON array (``json_each``), so any number of them fits in
+    one statement (SQLite caps bound parameters at 999 in older builds).
+    """
+    if ids is None:
+        return "", ()
+    return " WHERE id IN (SELECT value FROM json_each(?))", (json.dumps([int(i) for i in ids]),)
