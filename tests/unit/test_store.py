@@ -1,4 +1,4 @@
-"""The SQLite store's group commit: isolation of failing jobs, ordering, durability."""
+"""The SQLite store's group commit (isolation of failing jobs, durability) and its WAL size."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from tether.errors import Unavailable
+from tether.store import sqlite as sqlite_store
 from tether.store.sqlite import SQLiteStore
+from tether.testing import wait_until
 
 
 def _insert(value: str):  # type: ignore[no-untyped-def]
@@ -93,3 +95,68 @@ def test_close_checkpoints_every_committed_write_into_the_database_file(tmp_path
     conn = sqlite3.connect(tmp_path / "c.db")
     assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 300
     conn.close()
+
+
+def _blobs(rows: int, size: int):  # type: ignore[no-untyped-def]
+    def job(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS blobs (b BLOB)")
+        conn.executemany("INSERT INTO blobs VALUES (randomblob(?))", [(size,)] * rows)
+
+    return job
+
+
+def _wal_size(db: Path) -> int:
+    wal = Path(f"{db}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def test_the_wal_is_emptied_when_writes_pause(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+
+    async def main() -> None:
+        store = SQLiteStore(db)
+        await store.start()
+        limit = await store.write(lambda c: c.execute("PRAGMA journal_size_limit").fetchone()[0])
+        assert limit == sqlite_store._JOURNAL_SIZE_LIMIT
+        # ~24 MB in one burst: one group commit's frames stay in the WAL until a checkpoint.
+        await asyncio.gather(*[store.write(_blobs(200, 4000)) for _ in range(30)])
+        await asyncio.to_thread(wait_until, lambda: _wal_size(db) == 0)
+        assert await store.read(lambda c: c.execute("SELECT count(*) FROM blobs").fetchone()[0])
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_reader_on_an_old_snapshot_delays_the_truncate_but_does_not_stop_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "p.db"
+    outcomes: list[str] = []
+
+    def recording_empty_wal(conn: sqlite3.Connection) -> str:
+        outcome = empty_wal(conn)
+        outcomes.append(outcome)
+        return outcome
+
+    empty_wal = sqlite_store._empty_wal
+    monkeypatch.setattr(sqlite_store, "_empty_wal", recording_empty_wal)
+
+    async def main() -> None:
+        store = SQLiteStore(db)
+        await store.start()
+        await store.write(_blobs(500, 4000))
+        reader = sqlite3.connect(db, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM blobs").fetchone()  # holds this snapshot
+        await store.write(_blobs(500, 4000))
+        await asyncio.to_thread(wait_until, lambda: "busy" in outcomes)
+        # The writer was not held up: it answers while the reader still pins the WAL.
+        await store.write(_insert("during"))
+        assert _wal_size(db) > 0
+        reader.execute("COMMIT")  # the next idle attempt (a second later) empties the WAL
+        await asyncio.to_thread(wait_until, lambda: outcomes[-1] == "done")
+        assert _wal_size(db) == 0
+        reader.close()
+        await store.close()
+
+    asyncio.run(main())

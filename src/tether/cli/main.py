@@ -13,6 +13,7 @@ from tether import __version__
 from tether.cli import import_cmd
 from tether.cli import memory as memory_cmd
 from tether.config import Settings
+from tether.errors import Unavailable
 
 app = typer.Typer(
     name="tether",
@@ -43,10 +44,15 @@ def serve(
         Path | None, typer.Option(help="SQLite file (default: $TETHER_HOME/tether.db).")
     ] = None,
 ) -> None:
-    """Run the Tether server (HTTP API) until interrupted."""
+    """Run the Tether server (HTTP API) until interrupted.
+
+    Exits with code 1 and one line on stderr when the database's directory or file cannot
+    be written (checked before anything starts), 2 for a non-loopback address.
+    """
     import uvicorn
 
     from tether.server.app import create_app
+    from tether.store import check_writable
 
     overrides: dict[str, object] = {}
     if host is not None:
@@ -63,6 +69,11 @@ def serve(
             err=True,
         )
         raise typer.Exit(code=2)
+    try:
+        check_writable(settings.db_path)
+    except Unavailable as exc:
+        typer.echo(f"tether: {exc.message}; set TETHER_HOME or --db to a writable path", err=True)
+        raise typer.Exit(code=1) from None
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

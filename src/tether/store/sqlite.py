@@ -6,20 +6,37 @@ single writer thread. The writer takes every job waiting (up to ``_MAX_GROUP``),
 raises is rolled back alone and its exception goes back to its caller), then ``COMMIT``\\s
 once. Only after the commit returns are the callers' futures resolved, so an acknowledged
 write is on disk (WAL, ``synchronous=NORMAL`` survives a process crash; ``FULL`` power loss).
-Between group commits the writer also checkpoints the WAL into the database file, at most
-once a second under load and once when writes pause (see ``_CHECKPOINT_EVERY_S``).
+
+When the storage fails (disk full, read-only or failing filesystem, a lock held by another
+process, a corrupt file: the primary result codes in ``_STORAGE_ERRORS``), the callers get
+:class:`~tether.errors.Unavailable` (HTTP 503) naming the cause, never the raw ``sqlite3``
+exception; if SQLite rolled the whole transaction back, or ``COMMIT`` failed, every job of
+the group gets it and none is acknowledged. Any other ``sqlite3`` error (a constraint, a
+bad statement) is a bug or bad input and reaches its caller unchanged. The store remembers
+the last storage failure until a later group commit writes something, and
+:meth:`SQLiteStore.check` (readiness) reports it and, while writes are in doubt, probes
+them (see ``_PROBE_AFTER_S``).
+
+Between group commits the writer also checkpoints the WAL into the database file: PASSIVE
+at most once a second under load (``_CHECKPOINT_EVERY_S``), and TRUNCATE when writes pause,
+which empties the ``-wal`` file (``_TRUNCATE_BUSY_MS`` bounds its wait for readers).
+``_JOURNAL_SIZE_LIMIT`` caps what the file keeps after the WAL restarts under load.
 
 Reads run on a small pool of ``query_only`` connections in their own threads; WAL lets them
-proceed while the writer commits.
+proceed while the writer commits. A read that fails for a storage reason also raises
+:class:`~tether.errors.Unavailable`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import queue
 import sqlite3
+import tempfile
 import threading
 import time
 import types
@@ -55,6 +72,61 @@ _MMAP_BYTES = 256 * 1024 * 1024
 # without bound under sustained load (105 MB after 10 s of batched ingest, as with no
 # checkpoints at all; 14 MB this way, at the same throughput).
 _CHECKPOINT_EVERY_S = 1.0
+# SQLite reuses the -wal file after a checkpoint instead of shrinking it, so the file kept
+# its high-water size for good (issue 10: 92.9 MB idle; benchmarks/wal_size.py, 60 s of
+# batched ingest beside four connections paging events: 211.8 MB, still 211.8 MB idle).
+# With this limit the first commit after the WAL restarts truncates the file to it: same
+# run, up to 119.6 MB while readers kept the WAL from restarting, 16.8 MB after each
+# restart, 0 once writes paused (TRUNCATE below). Without readers the WAL reaches 51-55 MB
+# a second either way and is now cut back every second, at the same throughput within
+# noise (requests in 20 s: 12,259 / 11,927 with it, 13,030 / 12,206 without, 12,201 /
+# 13,128 before this change; one-off, shared box). The value matters little since a pause
+# empties the file; 16 MiB is what lighter load appends between checkpoints.
+_JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+# When writes pause the writer empties the WAL with a TRUNCATE checkpoint, which waits for
+# every reader to leave the WAL. A reader holding an old snapshot could keep the writer
+# waiting as long as the 5 s busy timeout, so that checkpoint waits at most this long; past
+# it, it has still copied what a PASSIVE one would, and the writer retries a second later
+# (while writes stay paused) or leaves it to the checkpoints that follow the next writes.
+# The copy itself is the longer part: 17 / 57 / 128 ms for a 5 / 21 / 52 MB WAL (one-off,
+# ext4), which a write arriving then waits for anyway; the reader wait adds at most this.
+_TRUNCATE_BUSY_MS = 10
+# Primary result codes (https://www.sqlite.org/rescode.html) that mean the storage failed,
+# not the statement: the caller gets Unavailable (503) and readiness reports it. NOMEM
+# reaches Python as MemoryError, which is treated the same.
+_STORAGE_ERRORS = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,  # another connection (process) held the lock past the timeout
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,  # file or filesystem read-only
+        sqlite3.SQLITE_IOERR,  # a read, write or fsync failed (EIO, EROFS after remount-ro)
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,  # disk (or quota) full
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+# Readiness probes writes (a one-row upsert through the writer, after claiming
+# _PROBE_SPACE_BYTES beside the database) when a storage error happened in this window or
+# no write has succeeded for this long, so an idle server that lost its disk is noticed
+# and a failed one recovers by itself once space is freed. Under write load no probe runs.
+_PROBE_AFTER_S = 30.0
+# The probe's room check. A one-row upsert alone can succeed on a full disk: the WAL file
+# keeps space from earlier (failed or checkpointed) frames and SQLite writes into it (two
+# upserts succeeded on a tmpfs with 0 bytes free, then the third failed), so readiness
+# would flap back to ready while every batch still failed. A 1,000-event request (the
+# API's largest batch) appends ~0.85 MB of WAL (51-55 MB a second at 60-65k events/s),
+# which the next checkpoint writes again into the database file: 4 MiB is room for two
+# such requests end to end. posix_fallocate reserves blocks without writing them.
+_PROBE_SPACE_BYTES = 4 * 1024 * 1024
+# The whole readiness check (read, then the write probe) answers within this, whatever the
+# writer is doing; a slower store reports "down". Kubernetes' default probe timeout is 1 s.
+# Measured on an idle store (one-off, 300 checks): 0.11 ms median (p95 0.16) without a
+# probe; with it 0.38 ms (p95 0.74) on ext4, 1.97 ms (p95 2.67) on tmpfs, which zeroes the
+# 4 MiB it allocates. A probe queued behind the idle TRUNCATE of a 52 MB WAL waits ~130 ms.
+_CHECK_TIMEOUT_S = 1.0
 
 
 def _null(value: None) -> None:
@@ -95,8 +167,122 @@ def _checkpoint(conn: sqlite3.Connection, mode: Literal["PASSIVE", "TRUNCATE"]) 
     """
     try:
         conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
-    except sqlite3.Error:
-        log.warning("%s checkpoint failed; the next one catches up", mode, exc_info=True)
+    except sqlite3.Error as exc:
+        log.warning("%s checkpoint failed (%s); the next one catches up", mode, _cause(exc))
+
+
+def _empty_wal(conn: sqlite3.Connection) -> Literal["done", "busy", "failed"]:
+    """TRUNCATE checkpoint, waiting at most ``_TRUNCATE_BUSY_MS`` for readers.
+
+    Returns:
+        ``"done"``: every frame is in the database file and the ``-wal`` file is 0 bytes.
+        ``"busy"``: a reader still used the WAL; the frames no reader needs were copied
+        (what PASSIVE does: SQLite copies up to the oldest reader's snapshot before it
+        gives up), the file keeps its size until a later checkpoint or restart.
+        ``"failed"``: an error (e.g. the disk is full and the database file cannot grow),
+        logged; the WAL stays valid.
+    """
+    conn.execute(f"PRAGMA busy_timeout={_TRUNCATE_BUSY_MS}")
+    try:
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    except sqlite3.Error as exc:
+        log.warning("TRUNCATE checkpoint failed (%s); the next one catches up", _cause(exc))
+        return "failed"
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    return "busy" if busy else "done"
+
+
+def _cause(exc: BaseException) -> str:
+    """``"database or disk is full (SQLITE_FULL)"``, ``"No space left on device (ENOSPC)"``."""
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", None)
+        return f"{exc} ({name})" if name else str(exc)
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{exc.strerror} ({errno.errorcode.get(exc.errno, exc.errno)})"
+    if isinstance(exc, MemoryError):
+        return "out of memory (SQLITE_NOMEM)"
+    return str(exc)
+
+
+def _is_storage_error(exc: BaseException, op: Literal["read", "write"] = "write") -> bool:
+    """True for a failure of the storage rather than of the statement or its input.
+
+    ``sqlite3`` errors whose primary result code is in ``_STORAGE_ERRORS``, ``MemoryError``
+    (SQLITE_NOMEM) and ``OSError`` (only the write probe does file I/O in a job). Readers
+    are ``query_only``, so a plain SQLITE_READONLY on one is a write sent down the read
+    path, a bug; its extended codes (e.g. READONLY_RECOVERY) are the storage's.
+    """
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is None or (op == "read" and code == sqlite3.SQLITE_READONLY):
+            return False
+        return code & 0xFF in _STORAGE_ERRORS
+    return isinstance(exc, OSError | MemoryError)
+
+
+def _unavailable(exc: BaseException, op: Literal["read", "write"]) -> Unavailable:
+    """The 503 a storage failure becomes: ``store write failed: database or disk is full``."""
+    details = {"cause": _cause(exc)}
+    message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if isinstance(exc, MemoryError):
+        message = "out of memory"
+    return Unavailable(f"store {op} failed: {message}", details=details)
+
+
+def check_writable(path: Path) -> None:
+    """Check that a database at ``path`` can be created and written, before opening it.
+
+    Creates the directory (and parents) if missing, creates and removes an unnamed file in
+    it (SQLite creates ``-wal`` and ``-shm`` files beside the database, so the directory
+    must be writable even when the database exists), and opens the database file for
+    writing if it exists. Nothing is left behind. :meth:`SQLiteStore.start` calls it; so
+    does ``tether serve``, to exit with one line instead of a traceback.
+
+    Raises:
+        Unavailable: the message names the path and the OS error, e.g.
+            ``cannot write the database directory /data (Read-only file system)``.
+    """
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Unavailable(
+            f"cannot create the database directory {directory} ({exc.strerror or exc})"
+        ) from exc
+    try:
+        with tempfile.TemporaryFile(dir=directory):  # O_TMPFILE where supported: no name
+            pass
+    except OSError as exc:
+        raise Unavailable(
+            f"cannot write the database directory {directory} ({exc.strerror or exc})"
+        ) from exc
+    if path.exists():
+        try:
+            with path.open("r+b"):
+                pass
+        except OSError as exc:
+            raise Unavailable(
+                f"cannot write the database file {path} ({exc.strerror or exc})"
+            ) from exc
+
+
+def _select_one(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT 1").fetchone()
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    cause: str  # _cause(exc)
+    at: float  # time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHealth:
+    """What :meth:`SQLiteStore.check` found: ``status`` ``"ok"`` or ``"down"``, and why."""
+
+    status: Literal["ok", "down"]
+    detail: str | None = None
 
 
 def _resolve(jobs: list[_Job]) -> None:
@@ -117,6 +303,9 @@ class SQLiteStore:
             supported because readers and the writer must share one file.
         synchronous: ``"NORMAL"`` (default; durable across a process crash) or ``"FULL"``.
         readers: size of the read-only connection pool (threads).
+
+    ``check()`` is its readiness; the writer thread records the write health it reports
+    (the last storage failure, the last group commit that wrote something).
     """
 
     def __init__(
@@ -137,13 +326,21 @@ class SQLiteStore:
         self._rconns: list[sqlite3.Connection] = []
         self._rconns_lock = threading.Lock()
         self._closed = True
+        # Written by the writer thread, read by the event loop (single assignments).
+        self._last_failure: _Failure | None = None
+        self._last_write_ok: float | None = None  # time.monotonic() of a commit that wrote
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
-        """Apply migrations, open the writer and reader connections. Idempotent."""
+        """Apply migrations, open the writer and reader connections. Idempotent.
+
+        Raises:
+            Unavailable: the database's directory or file cannot be written
+                (see :func:`check_writable`).
+        """
         if not self._closed:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(check_writable, self.path)
         # CPython 3.11's sqlite3 binds int, float and str directly but sends None through
         # its adapter lookup, which fails slowly (an AttributeError built and dropped per
         # value): ~0.8 us per NULL against ~0.2 us for a str, all of it holding the GIL
@@ -154,6 +351,7 @@ class SQLiteStore:
         await asyncio.to_thread(upgrade, self.path)
         self._wconn = _connect(self.path, self.synchronous, readonly=False)
         self._wconn.execute("PRAGMA wal_autocheckpoint=0")
+        self._wconn.execute(f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}")
         self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="tether-read")
         self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name="tether-writer", daemon=True)
@@ -183,8 +381,11 @@ class SQLiteStore:
         """Run ``fn(conn)`` in the next group commit; return its result after COMMIT.
 
         Raises:
-            Unavailable: the store is closed.
-            Exception: whatever ``fn`` raised (its savepoint was rolled back).
+            Unavailable: the store is closed, or the storage failed (disk full, read-only
+                or failing filesystem, lock timeout, corrupt file: ``_STORAGE_ERRORS``);
+                the message names the cause. Nothing of ``fn`` was committed.
+            Exception: whatever else ``fn`` raised (its savepoint was rolled back), e.g.
+                ``sqlite3.IntegrityError``.
         """
         if self._closed:
             raise Unavailable("store is closed")
@@ -198,14 +399,16 @@ class SQLiteStore:
         conn = self._wconn
         assert conn is not None
         stop = False
-        unchecked = False  # commits since the last checkpoint
+        wal_dirty = False  # committed since the WAL was last emptied
         last_checkpoint = time.monotonic()
         while not stop:
             try:
-                first = self._queue.get(timeout=_CHECKPOINT_EVERY_S if unchecked else None)
-            except queue.Empty:  # writes paused: checkpoint what they left in the WAL
-                _checkpoint(conn, "PASSIVE")
-                unchecked, last_checkpoint = False, time.monotonic()
+                first = self._queue.get(timeout=_CHECKPOINT_EVERY_S if wal_dirty else None)
+            except queue.Empty:  # writes paused: empty the WAL
+                # Busy (a reader on an old snapshot): retry in a second while writes stay
+                # paused. Failed (logged): the checkpoints after the next commit retry.
+                wal_dirty = _empty_wal(conn) == "busy"
+                last_checkpoint = time.monotonic()
                 continue
             if first is None:
                 break
@@ -220,14 +423,16 @@ class SQLiteStore:
                     break
                 group.append(nxt)
             self._commit_group(conn, group)
-            unchecked = True
+            wal_dirty = True
             if time.monotonic() - last_checkpoint >= _CHECKPOINT_EVERY_S:
                 _checkpoint(conn, "PASSIVE")
-                unchecked, last_checkpoint = False, time.monotonic()
+                last_checkpoint = time.monotonic()
         _checkpoint(conn, "TRUNCATE")  # clean shutdown: leave an empty WAL
 
     def _commit_group(self, conn: sqlite3.Connection, group: list[_Job]) -> None:
         t0 = time.perf_counter()
+        changes = conn.total_changes
+        lost: BaseException | None = None  # why the whole transaction is gone, if it is
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in group:
@@ -235,16 +440,22 @@ class SQLiteStore:
                 try:
                     job.result = job.fn(conn)
                 except BaseException as exc:  # goes back to this job's caller only
+                    job.error = _unavailable(exc, "write") if _is_storage_error(exc) else exc
+                    if not conn.in_transaction:  # SQLite rolled back everything (FULL, IOERR)
+                        lost = exc
+                        break
+                    if _is_storage_error(exc):
+                        self._last_failure = _Failure(_cause(exc), time.monotonic())
                     conn.execute("ROLLBACK TO job")
-                    job.error = exc
                 conn.execute("RELEASE job")
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:  # the commit itself failed: nobody is acknowledged
-            log.exception("group commit of %d jobs failed", len(group))
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for job in group:
-                job.error = Unavailable("store write failed", details=str(exc))
+            else:
+                conn.execute("COMMIT")
+        except Exception as exc:  # BEGIN, SAVEPOINT or COMMIT failed: nobody is acknowledged
+            lost = exc
+        if lost is not None:
+            self._fail_group(conn, group, lost)
+        elif conn.total_changes != changes and any(job.error is None for job in group):
+            self._last_write_ok = time.monotonic()  # committed, and rows reached the disk
         by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         for job in group:
             by_loop.setdefault(job.loop, []).append(job)
@@ -253,12 +464,36 @@ class SQLiteStore:
                 loop.call_soon_threadsafe(_resolve, jobs)
         log.debug("group commit: %d jobs in %.2f ms", len(group), (time.perf_counter() - t0) * 1e3)
 
+    def _fail_group(self, conn: sqlite3.Connection, group: list[_Job], exc: BaseException) -> None:
+        """The group's transaction is lost: roll back, fail every job not failed already.
+
+        A storage failure becomes :class:`Unavailable` and is recorded for readiness; any
+        other error (a bug) goes to every caller as it is.
+        """
+        storage = _is_storage_error(exc)
+        if storage:
+            self._last_failure = _Failure(_cause(exc), time.monotonic())
+            log.error("group commit of %d jobs failed: %s", len(group), _cause(exc))
+        else:
+            log.error("group commit of %d jobs failed", len(group), exc_info=exc)
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:  # the next BEGIN fails too and reports it
+                log.exception("rollback after a failed group commit failed")
+        error = _unavailable(exc, "write") if storage else exc
+        for job in group:
+            job.result = None
+            if job.error is None:
+                job.error = error
+
     # -- the read path -------------------------------------------------------------
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on a pooled read-only connection in a worker thread.
 
         Raises:
-            Unavailable: the store is closed.
+            Unavailable: the store is closed, or the storage failed (``_STORAGE_ERRORS``).
+            Exception: whatever else ``fn`` raised.
         """
         if self._closed or self._read_pool is None:
             raise Unavailable("store is closed")
@@ -266,10 +501,86 @@ class SQLiteStore:
         return await loop.run_in_executor(self._read_pool, self._run_read, fn)
 
     def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self.path, self.synchronous, readonly=True)
-            self._local.conn = conn
-            with self._rconns_lock:
-                self._rconns.append(conn)
-        return fn(conn)
+        try:
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = _connect(self.path, self.synchronous, readonly=True)
+                self._local.conn = conn
+                with self._rconns_lock:
+                    self._rconns.append(conn)
+            return fn(conn)
+        except (sqlite3.Error, MemoryError) as exc:
+            if _is_storage_error(exc, "read"):
+                raise _unavailable(exc, "read") from exc
+            raise
+
+    # -- readiness -----------------------------------------------------------------
+    def write_failure(self) -> str | None:
+        """The last storage failure of a write, unless a later commit wrote something.
+
+        Returns:
+            ``None``, or e.g. ``"write failed 2.1 s ago: database or disk is full
+            (SQLITE_FULL)"``.
+        """
+        failure, ok_at = self._last_failure, self._last_write_ok
+        if failure is None or (ok_at is not None and ok_at > failure.at):
+            return None
+        return f"write failed {time.monotonic() - failure.at:.1f} s ago: {failure.cause}"
+
+    def _writes_in_doubt(self) -> bool:
+        """A storage failure in the last ``_PROBE_AFTER_S``, or no write for that long."""
+        now = time.monotonic()
+        failure, ok_at = self._last_failure, self._last_write_ok
+        if failure is not None and now - failure.at < _PROBE_AFTER_S:
+            return True
+        return ok_at is None or now - ok_at >= _PROBE_AFTER_S
+
+    def _probe(self, conn: sqlite3.Connection) -> None:
+        """The write probe, run by the writer as a job: room on the disk, then a real write.
+
+        Claims ``_PROBE_SPACE_BYTES`` in an unnamed file beside the database and releases
+        it (``posix_fallocate``: blocks reserved, nothing written), then upserts the one
+        row of ``store_probe``.
+
+        Raises:
+            OSError: no room (ENOSPC, EDQUOT), read-only filesystem (EROFS), I/O error.
+            sqlite3.Error: the upsert failed.
+        """
+        with tempfile.TemporaryFile(dir=self.path.parent) as scratch:
+            try:
+                os.posix_fallocate(scratch.fileno(), 0, _PROBE_SPACE_BYTES)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    raise  # the filesystem cannot preallocate: the upsert alone decides
+        conn.execute(
+            "INSERT INTO store_probe (id, probed_at) VALUES (1, ?) "
+            "ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+            (int(time.time() * 1000),),
+        )
+
+    async def check(self) -> StoreHealth:
+        """Readiness: can the store read, and can it write?
+
+        A ``SELECT 1`` on a reader; then, when writes are in doubt (a storage failure in
+        the last ``_PROBE_AFTER_S`` seconds, or no write committed for that long), the
+        write probe through the writer (:meth:`_probe`). Down while the last write failed
+        for a storage reason and nothing has been written since; a successful probe
+        clears that, so readiness recovers by itself once e.g. space is freed.
+
+        Returns:
+            ``StoreHealth("ok")`` or ``StoreHealth("down", detail)``. Never raises, and
+            answers within ``_CHECK_TIMEOUT_S`` (a probe still queued then runs later).
+        """
+        if self._closed:
+            return StoreHealth("down", "store is closed")
+        try:
+            async with asyncio.timeout(_CHECK_TIMEOUT_S):
+                await self.read(_select_one)
+                if self._writes_in_doubt():
+                    await self.write(self._probe)
+        except TimeoutError:
+            return StoreHealth("down", f"store did not answer within {_CHECK_TIMEOUT_S:g} s")
+        except Exception as exc:  # reported, not raised: this is the readiness check
+            return StoreHealth("down", self.write_failure() or str(exc))
+        failure = self.write_failure()
+        return StoreHealth("down", failure) if failure else StoreHealth("ok")
