@@ -22,8 +22,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(db: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Yield the base URL of a ``tether serve`` subprocess on ``db``; stop it on exit."""
+def running_server(
+    db: Path, env: dict[str, str] | None = None, src: Path | None = None
+) -> Iterator[str]:
+    """Yield the base URL of a ``tether serve`` subprocess on ``db``; stop it on exit.
+
+    ``src``: run the ``tether`` package found in this directory (another checkout's
+    ``src``, for a side-by-side comparison) instead of the installed one.
+    """
+    if src is not None:
+        env = {**(env or {}), "PYTHONPATH": str(src)}
     port = free_port()
     log = db.parent / "server.log"
     with log.open("ab") as out:

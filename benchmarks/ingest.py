@@ -12,7 +12,9 @@ event count is checked against what the client saw acknowledged.
 
 The baseline ("ceiling") inserts the same rows with the server's own ``insert_rows`` (the
 statements its append uses) into a fresh database in this process, 100 rows per
-transaction. Prints median and p95 request latency and each rate's ratio to the ceiling.
+transaction. Prints median and p95 request latency and each rate's ratio to the ceiling, and with
+``--against OTHER/src`` the same for another checkout's server, measured alternately in
+the same run, with this tree's ratio to it.
 """
 
 from __future__ import annotations
@@ -199,6 +201,13 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--seconds", type=int, default=10, help="wrk run length per mode")
     ap.add_argument("--python-client", action="store_true", help="use aiohttp even if wrk exists")
+    ap.add_argument(
+        "--against",
+        type=Path,
+        help="also measure the server of another checkout's src/ (e.g. a git worktree of the "
+        "previous release), alternating with this tree, and print the ratio",
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="alternating rounds (medians shown)")
     ap.add_argument("--client", help=argparse.SUPPRESS)  # internal: run as the client process
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -208,8 +217,51 @@ def main() -> None:
         return
 
     use_wrk = shutil.which("wrk") is not None and not args.python_client
-    results = [_ceiling(args.batched_events)]
-    with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp) / "bench.db") as url:
+    ceiling = _ceiling(args.batched_events)
+    # Servers to measure, alternating per round so a box that speeds up or slows down
+    # during the run affects both alike: this tree, and optionally another checkout.
+    servers: list[tuple[str, Path | None]] = [("this tree", None)]
+    if args.against is not None:
+        servers.insert(0, (f"against {args.against}", args.against.resolve()))
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for _ in range(args.rounds):
+        for label, src in servers:
+            for r in _serve_and_measure(args, src, use_wrk):
+                runs.setdefault((label, r["mode"]), []).append(r)
+    print(
+        f"{'server':<26} {'mode':<34} {'events/s':>10} {'req/s':>9} {'p50 ms':>8} "
+        f"{'p95 ms':>8} {'vs ceiling':>10} {'vs against':>10}"
+    )
+    c = ceiling
+    print(
+        f"{'(in-process)':<26} {c['mode']:<34} {c['events_per_s']:>10.0f} {c['req_per_s']:>9.0f} "
+        f"{c['p50_ms']:>8.2f} {c['p95_ms']:>8.2f} {1:>10.3f} {'':>10}"
+    )
+    for (label, mode), rs in runs.items():
+        rate = statistics.median(r["events_per_s"] for r in rs)
+        base = runs.get((servers[0][0], mode)) if len(servers) > 1 else None
+        versus = (
+            f"{rate / statistics.median(r['events_per_s'] for r in base):>10.3f}" if base else ""
+        )
+        print(
+            f"{label:<26} {mode:<34} {rate:>10.0f} "
+            f"{statistics.median(r['req_per_s'] for r in rs):>9.0f} "
+            f"{statistics.median(r['p50_ms'] for r in rs):>8.2f} "
+            f"{statistics.median(r['p95_ms'] for r in rs):>8.2f} "
+            f"{rate / ceiling['events_per_s']:>10.3f} {versus:>10}"
+        )
+
+
+def _serve_and_measure(
+    args: argparse.Namespace, src: Path | None, use_wrk: bool
+) -> list[dict[str, Any]]:
+    """Both modes against one fresh server (of ``src``, else this tree); stored counts
+    are checked against what the client saw acknowledged."""
+    results = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_server(Path(tmp) / "bench.db", src=src) as url,
+    ):
         import httpx
 
         for mode in ("batched", "single"):
@@ -250,16 +302,7 @@ def main() -> None:
                     f"{mode}: client saw {r['events']} acknowledged, server stored {stored}"
                 )
             results.append(r)
-    ceiling = results[0]["events_per_s"]
-    print(
-        f"{'mode':<40} {'events':>8} {'events/s':>10} {'req/s':>9} {'p50 ms':>8} "
-        f"{'p95 ms':>8} {'vs ceiling':>10}"
-    )
-    for r in results:
-        print(
-            f"{r['mode']:<40} {r['events']:>8} {r['events_per_s']:>10.0f} {r['req_per_s']:>9.0f} "
-            f"{r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['events_per_s'] / ceiling:>10.3f}"
-        )
+    return results
 
 
 if __name__ == "__main__":

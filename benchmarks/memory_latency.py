@@ -54,9 +54,16 @@ is indexed on its own.
 
 Data: LoCoMo (Maharana et al., ACL 2024, arXiv 2402.17753), snap-research, CC BY-NC 4.0.
 
+**Side by side** (``--against OTHER/src``, e.g. a git worktree of the previous commit):
+recall latency only. The store is built once by the other checkout's server (an older
+schema that this tree's migrations can take forward), copied, and both servers serve
+their own copy at the same time, each question sent to one and then the other, so both
+see the same box at the same moment; their percentiles and this tree's ratio are printed.
+
 Usage::
 
     .venv/bin/python benchmarks/memory_latency.py [--sizes 10000,100000] [--cached auto]
+    .venv/bin/python benchmarks/memory_latency.py --sizes 100000 --against /tmp/base/src
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ import asyncio
 import contextlib
 import json
 import re
+import shutil
 import statistics
 import tempfile
 import time
@@ -303,6 +311,84 @@ def run(
     return out
 
 
+def _wait_ready(http: httpx.Client, size: int, texts: list[str], hnsw_wait_s: float) -> None:
+    """Until the backlog is empty and, above the threshold, the HNSW graphs serve."""
+    while stats(http)["index_backlog"]:
+        time.sleep(0.5)
+    deadline = time.monotonic() + hnsw_wait_s
+    while stats(http)["vector_search"] != "hnsw" and min(size, len(texts)) > _HNSW_THRESHOLD:
+        if time.monotonic() > deadline:
+            return
+        time.sleep(1.0)
+
+
+def compare_recall(
+    size: int,
+    texts: list[str],
+    questions: list[str],
+    against: Path,
+    *,
+    cached: bool,
+    hnsw_wait_s: float,
+) -> None:
+    """Recall latency of this tree beside another checkout's server, on the same data.
+
+    Prints one table row per (scope, server): server-side p50 / p95 / p99 ms and this
+    tree's p95 over the other's.
+    """
+    items = items_for(texts, size)
+    namespaces = sorted({i["namespace"] for i in items})
+    with tempfile.TemporaryDirectory() as tmp:
+        base_db, ours_db = Path(tmp) / "base" / "latency.db", Path(tmp) / "ours" / "latency.db"
+        base_db.parent.mkdir()
+        ours_db.parent.mkdir()
+        bodies = import_bodies(items, texts[: min(size, len(texts))]) if cached else []
+        with (
+            running_server(base_db, {}, src=against) as url,
+            httpx.Client(base_url=url, timeout=300) as http,
+        ):
+            for body in bodies:
+                headers = {"content-type": "application/x-ndjson"}
+                http.post("/v1/memories/import", content=body, headers=headers).raise_for_status()
+            for start in range(0, size if not cached else 0, 1000):
+                batch = {"items": items[start : start + 1000]}
+                http.post("/v1/memories/batch", json=batch).raise_for_status()
+            _wait_ready(http, size, texts, hnsw_wait_s)
+        # Stopped cleanly: the WAL is checkpointed into the file, which is now complete.
+        shutil.copyfile(base_db, ours_db)
+        with contextlib.ExitStack() as stack:
+            clients = {}
+            for label, db, src in (("against", base_db, against), ("this tree", ours_db, None)):
+                url = stack.enter_context(running_server(db, {}, src=src))
+                clients[label] = stack.enter_context(httpx.Client(base_url=url, timeout=300))
+            for http in clients.values():
+                _wait_ready(http, size, texts, hnsw_wait_s)
+                for i in range(5):  # warm-up (connections, caches), not questions
+                    body = {"namespace": namespaces, "query": f"warm up {i}"}
+                    http.post("/v1/memories/search", json=body)
+            half = len(questions) // 2
+            print(f"\n{size:,} memories, {half} distinct questions per scope, interleaved")
+            head = ("scope", "server", "p50 ms", "p95 ms", "p99 ms", "p95 ratio")
+            print(f"{head[0]:<14} {head[1]:<12} " + " ".join(f"{h:>8}" for h in head[2:]))
+            for scope, selection, qs in (
+                ("1 namespace", namespaces[:1], questions[:half]),
+                (f"{len(namespaces)} namespaces", namespaces, questions[half : 2 * half]),
+            ):
+                server_ms: dict[str, list[float]] = {label: [] for label in clients}
+                for q in qs:
+                    for label, http in clients.items():
+                        r = http.post(
+                            "/v1/memories/search", json={"namespace": selection, "query": q}
+                        )
+                        r.raise_for_status()
+                        server_ms[label].append(r.json()["duration_ms"])
+                base95 = pct(server_ms["against"], 0.95)
+                for label, values in server_ms.items():
+                    p50, p95, p99 = (pct(values, q) for q in (0.5, 0.95, 0.99))
+                    cells = f"{p50:>8.2f} {p95:>8.2f} {p99:>8.2f} {p95 / base95:>10.3f}"
+                    print(f"{scope:<14} {label:<12} {cells}")
+
+
 async def stage_breakdown(
     db: Path, model: str, namespaces: list[str], queries: list[str]
 ) -> dict[str, dict[str, float]]:
@@ -403,7 +489,7 @@ async def stage_breakdown(
             full = await store.read(lambda c, top=top: qr.rows_by_pk(c, tenant, top))
             [memory_dict(full[pk]) for pk in top if pk in full]
             t = lap("rank + full rows of the results + render", t)
-            recall._query_vectors.clear()  # embed again, as the distinct questions would
+            recall.queries._cache.clear()  # embed again, as the distinct questions would
             t = time.perf_counter()
             await recall.search(tenant, body, now=now)
             lap(f"Recall.search end to end, {scope}", t)
@@ -435,9 +521,26 @@ def main() -> None:
         default=2000,
         help="memories then remembered into each full store through the embedder (0: skip)",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="compare recall latency with the server of another checkout's src/ (see above)",
+    )
     args = parser.parse_args()
     texts, questions = corpus(args.data)
     questions = list(dict.fromkeys(questions))
+    if args.against is not None:
+        for size in (int(s) for s in args.sizes.split(",")):
+            cached = args.cached == "always" or (args.cached == "auto" and size > _EMBED_LIVE_MAX)
+            compare_recall(
+                size,
+                texts,
+                questions,
+                args.against.resolve(),
+                cached=cached,
+                hnsw_wait_s=args.hnsw_wait,
+            )
+        return
     print(f"corpus: {len(texts)} distinct real texts, {len(questions)} distinct questions")
     ceiling, chunk = embedder_ceiling(texts, args.sample)
     print(

@@ -41,6 +41,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes."
     )
+    max_state_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest session state document (compact JSON, bytes) a patch may produce.",
+    )
+    max_page_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        description=(
+            "A list page stops before its stored JSON exceeds this many bytes (at least one "
+            "item is always returned); next_cursor continues."
+        ),
+    )
     gil_switch_interval_ms: float = Field(
         default=0.1,
         gt=0,
@@ -65,6 +78,15 @@ class Settings(BaseSettings):
     embedder_api_key: SecretStr | None = Field(
         default=None,
         description="API key sent to an OpenAI-compatible embeddings endpoint (never logged).",
+    )
+    embed_query_timeout_ms: int = Field(
+        default=300,
+        ge=1,
+        le=60_000,
+        description=(
+            "Budget in ms for a search's query embedding; past it the search answers from "
+            "BM25 (degraded)."
+        ),
     )
     recall_half_life_days: float = Field(
         default=30.0, gt=0, description="Recency half-life for memory recall, in days."

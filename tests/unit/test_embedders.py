@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from pathlib import Path
 
@@ -216,3 +217,36 @@ def test_minilm_one_session_when_query_threads_do_not_exceed_threads() -> None:
     embedder = OnnxMiniLMEmbedder(threads=2, query_threads=2)
     embedder.embed(["load"])
     assert embedder._query_session is embedder._session
+
+
+def test_openai_embedder_gives_a_lone_query_its_own_short_timeout() -> None:
+    calls: list[httpx.Request] = []
+    embedder = OpenAICompatibleEmbedder(
+        "m", "http://localhost:1", timeout=30.0, query_timeout=0.6, transport=_fake_server(calls)
+    )
+    query = embedder.embed_query("where?")
+    embedder.embed(["a", "b"])
+    assert query.shape == (3,)
+    np.testing.assert_allclose(np.linalg.norm(query), 1.0)
+    assert calls[0].extensions["timeout"] == dict.fromkeys(
+        ("connect", "read", "write", "pool"), 0.6
+    )
+    assert calls[1].extensions["timeout"]["read"] == 30.0  # batches keep the long one
+    remote = build_embedder("openai:m@http://localhost:1", query_timeout_s=0.25)
+    assert isinstance(remote, OpenAICompatibleEmbedder)
+    assert (remote.query_timeout, remote.timeout) == (0.25, 30.0)
+    embedder.close()
+    remote.close()
+
+
+def test_openai_embedder_query_against_a_server_that_never_answers() -> None:
+    """A stand-in for a third-party embeddings API that accepts TCP connections and never
+    reads or writes: the query request ends with its own timeout, not the batch one."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        embedder = OpenAICompatibleEmbedder(
+            "m", f"http://127.0.0.1:{port}", timeout=60.0, query_timeout=0.2
+        )
+        with pytest.raises(EmbedderUnavailable, match="timed out"):
+            embedder.embed_query("anyone there?")
+        embedder.close()

@@ -32,7 +32,7 @@ def test_every_memory_query_is_scoped_by_tenant(tmp_path: Path) -> None:
             with pytest.raises(NotFound):
                 qm.get_memory(c, "tenant-b", a["id"])
             with pytest.raises(NotFound):
-                qm.history(c, "tenant-b", a["id"])
+                qm.history(c, "tenant-b", a["id"], after=0, limit=10, max_bytes=1 << 20)
             f = qm.MemoryFilter(namespaces=["shared"])
             keywords = KeywordIndex()
             assert keywords.search(c, "tenant-c", f.namespaces, ["tulip"], 10) == []
@@ -42,7 +42,7 @@ def test_every_memory_query_is_scoped_by_tenant(tmp_path: Path) -> None:
             assert list(rows) == [b_pk]  # not tenant-a's row
             full = qr.rows_by_pk(c, "tenant-b", [1, 2])
             assert [r["id"] for r in full.values()] == [b["id"]]
-            items, _ = qm.changes(c, "tenant-a", after=0, limit=100)
+            items, _ = qm.changes(c, "tenant-a", after=0, limit=100, max_bytes=1 << 20)
             assert {i["memory_id"] for i in items} == {a["id"]}
             assert qm.stats(c, "tenant-c")["count"] == 0
 

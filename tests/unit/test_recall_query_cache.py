@@ -9,8 +9,9 @@ from typing import Any, cast
 import numpy as np
 
 from tether.memory.embedders import Embedder, FloatMatrix
+from tether.memory.query_embedder import _QUERY_CACHE
 from tether.memory.ranking import RankingParams
-from tether.memory.recall import _QUERY_CACHE, Recall
+from tether.memory.recall import Recall
 from tether.memory.vectors import VectorIndex
 
 
@@ -35,15 +36,18 @@ def test_repeated_queries_are_embedded_once_and_the_cache_is_bounded() -> None:
     )
 
     async def run() -> None:
-        await recall._embed_query("where did we go?")
-        await recall._embed_query("where did we go?")
+        await recall.queries.embed("where did we go?")
+        await recall.queries.embed("where did we go?")
         assert embedder.calls == ["where did we go?"]
         for i in range(_QUERY_CACHE + 1):
-            await recall._embed_query(f"q{i}")
-        await recall._embed_query("where did we go?")  # evicted (least recently used)
+            await recall.queries.embed(f"q{i}")
+        await recall.queries.embed("where did we go?")  # evicted (least recently used)
         assert embedder.calls.count("where did we go?") == 2
         embedder.name = "other-model"  # another model never reuses a vector
-        await recall._embed_query("where did we go?")
+        await recall.queries.embed("where did we go?")
         assert embedder.calls.count("where did we go?") == 3
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        recall.queries.close()

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from tether.domain.common import ClientId, Count, Metadata, ShortText, Strict
+from tether.domain.common import (
+    Attributes,
+    ClientId,
+    Count,
+    JsonValue,
+    Metadata,
+    NonNegative,
+    ShortText,
+    Strict,
+    Tag,
+    Timestamp,
+)
 
 
 class EventKind(StrEnum):
@@ -50,19 +60,19 @@ class EventIn(Strict):
     role: ShortText | None = None
     status: Literal["ok", "error", "running"] = "ok"
     level: Literal["debug", "info", "warning", "error", "critical"] | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    duration_ms: float | None = Field(default=None, ge=0)
+    started_at: Timestamp | None = None
+    ended_at: Timestamp | None = None
+    duration_ms: NonNegative | None = None
     parent_id: SpanRef | None = None
     span_id: SpanRef | None = None
     trace_id: SpanRef | None = None
-    input: Any = None
-    output: Any = None
-    attributes: Metadata | None = None
+    input: JsonValue = None
+    output: JsonValue = None
+    attributes: Attributes | None = None
     model: ShortText | None = None
     input_tokens: Count | None = None
     output_tokens: Count | None = None
-    cost_usd: float | None = Field(default=None, ge=0)
+    cost_usd: NonNegative | None = None
     idempotency_key: IdempotencyKey | None = None
 
 
@@ -86,7 +96,7 @@ class BatchSessionIn(Strict):
     user_id: ShortText | None = None
     agent: ShortText | None = None
     title: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    tags: Annotated[list[str], Field(max_length=50)] = Field(default_factory=list)
+    tags: Annotated[list[Tag], Field(max_length=50)] = Field(default_factory=list)
     metadata: Metadata = Field(default_factory=dict)
 
 

@@ -5,9 +5,25 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from tether.domain.common import ClientId, Metadata, ShortText, Strict, Tags
+from tether.domain.common import (
+    ClientId,
+    Fraction,
+    Metadata,
+    ShortText,
+    Strict,
+    Tags,
+    json_number,
+)
+
+#: "Not sent" in a PATCH body whose fields may not be null: the default is ``None`` so
+#: ``model_fields_set`` tells what was sent, but the schema does not offer ``null``.
+Unset = SkipJsonSchema[None]
+
+#: A goal's priority (higher first); strict: ``true`` is not a priority.
+Priority = Annotated[int, Field(ge=-1000, le=1000), BeforeValidator(json_number)]
 
 
 class SessionStatus(StrEnum):
@@ -73,17 +89,25 @@ class GoalIn(Strict):
 
     id: ClientId | None = None
     description: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
-    priority: int = Field(default=0, ge=-1000, le=1000)
+    priority: Priority = 0
     status: GoalStatus = GoalStatus.open
-    progress: float = Field(default=0.0, ge=0.0, le=1.0)
+    progress: Fraction = 0.0
     metadata: Metadata = Field(default_factory=dict)
 
 
 class GoalPatch(Strict):
-    """``PATCH /v1/sessions/{id}/goals/{goal_id}``: only the fields sent change."""
+    """``PATCH /v1/sessions/{id}/goals/{goal_id}``: only the fields sent change; none of
+    them may be ``null`` (a goal always has each of them)."""
 
-    description: Annotated[str, StringConstraints(min_length=1, max_length=5000)] | None = None
-    priority: int | None = Field(default=None, ge=-1000, le=1000)
-    status: GoalStatus | None = None
-    progress: float | None = Field(default=None, ge=0.0, le=1.0)
-    metadata: Metadata | None = None
+    description: Annotated[str, StringConstraints(min_length=1, max_length=5000)] | Unset = None
+    priority: Priority | Unset = None
+    status: GoalStatus | Unset = None
+    progress: Fraction | Unset = None
+    metadata: Metadata | Unset = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("cannot be null")
+        return value

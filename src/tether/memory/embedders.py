@@ -85,6 +85,12 @@ class Embedder(abc.ABC):
         row: FloatMatrix = self.embed([text])[0]
         return row
 
+    @property
+    def loaded(self) -> bool:
+        """False while a lazily loaded local model is not in memory yet (its first call
+        then includes the load, ~1 s for MiniLM); True for embedders with nothing to load."""
+        return True
+
 
 def l2_normalise(matrix: npt.NDArray[np.floating[Any]]) -> FloatMatrix:
     """Scale each row of ``matrix`` [n, d] to unit L2 norm (zero rows stay zero); float32."""
@@ -216,6 +222,11 @@ class OnnxMiniLMEmbedder(Embedder):
                 self._session = main
         return self._session, self._tokenizer
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the ONNX sessions exist (see :attr:`Embedder.loaded`)."""
+        return self._session is not None
+
     def embed_query(self, text: str) -> FloatMatrix:
         """Embed one query (see :meth:`Embedder.embed_query`): on the ``query_threads``
         session when no other embedding is running in this embedder, else as
@@ -277,6 +288,12 @@ class OpenAICompatibleEmbedder(Embedder):
     Vectors are re-normalised locally (not every server returns unit vectors). The
     dimension is learned from the first response unless given.
 
+    Batches (the indexer) get ``timeout``; a lone search query (:meth:`embed_query`) gets
+    ``query_timeout``, near the search's embedding budget, so that a server that accepts
+    the connection and never answers frees the query's thread soon after the search
+    stopped waiting. httpx applies a timeout to each phase (connect, write, each read, pool
+    wait), not to the whole request.
+
     Args:
         model: Model name sent in the request (``"text-embedding-3-small"``).
         base_url: Server root without ``/v1`` (``"https://api.openai.com"``); a trailing
@@ -284,7 +301,9 @@ class OpenAICompatibleEmbedder(Embedder):
         api_key: Bearer token, or ``None`` for servers without auth.
         dim: Expected dimension; ``0`` to take it from the first response.
         batch_size: Texts per request (OpenAI accepts up to 2,048).
-        timeout: Per-request timeout in seconds.
+        timeout: Per-request timeout in seconds, for batches.
+        query_timeout: Per-request timeout in seconds for :meth:`embed_query`; ``None``
+            for ``timeout``.
         transport: Optional httpx transport (tests use ``httpx.MockTransport``).
     """
 
@@ -297,6 +316,7 @@ class OpenAICompatibleEmbedder(Embedder):
         dim: int = 0,
         batch_size: int = 128,
         timeout: float = 30.0,
+        query_timeout: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         root = base_url.rstrip("/")
@@ -306,6 +326,8 @@ class OpenAICompatibleEmbedder(Embedder):
         self.model = model
         self.dim = dim
         self.batch_size = batch_size
+        self.timeout = timeout
+        self.query_timeout = query_timeout if query_timeout is not None else timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             base_url=root, headers=headers, timeout=timeout, transport=transport
@@ -315,10 +337,13 @@ class OpenAICompatibleEmbedder(Embedder):
         """Close the underlying HTTP connection pool."""
         self._client.close()
 
-    def _post(self, batch: list[str]) -> list[list[float]]:
+    def _post(self, batch: list[str], *, timeout: float | None = None) -> list[list[float]]:
+        """One request; ``timeout`` (s) overrides the client's for this request."""
         try:
             response = self._client.post(
-                "/v1/embeddings", json={"model": self.model, "input": batch}
+                "/v1/embeddings",
+                json={"model": self.model, "input": batch},
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
             )
             response.raise_for_status()
             items = sorted(response.json()["data"], key=lambda item: int(item["index"]))
@@ -336,6 +361,16 @@ class OpenAICompatibleEmbedder(Embedder):
         rows: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
             rows.extend(self._post(list(texts[start : start + self.batch_size])))
+        return self._matrix(rows)
+
+    def embed_query(self, text: str) -> FloatMatrix:
+        """Embed one query in one request with the ``query_timeout``; see
+        :meth:`Embedder.embed_query`. Raises :class:`EmbedderUnavailable` (a timeout too)."""
+        row: FloatMatrix = self._matrix(self._post([text], timeout=self.query_timeout))[0]
+        return row
+
+    def _matrix(self, rows: list[list[float]]) -> FloatMatrix:
+        """The rows as one L2-normalised float32 matrix, checking their widths."""
         if not rows:
             return np.zeros((0, self.dim), dtype=np.float32)
         widths = {len(row) for row in rows}
@@ -350,6 +385,7 @@ def build_embedder(
     *,
     api_key: str | None = None,
     query_threads: int | None = None,
+    query_timeout_s: float | None = None,
 ) -> Embedder:
     """Build an embedder from a settings string.
 
@@ -362,6 +398,8 @@ def build_embedder(
         spec: The embedder spec.
         api_key: API key for remote embedders (never put it in the spec: specs are logged).
         query_threads: ``OnnxMiniLMEmbedder(query_threads=...)``; ignored by others.
+        query_timeout_s: ``OpenAICompatibleEmbedder(query_timeout=...)`` in seconds (a
+            search query's HTTP timeout); ignored by others.
 
     Returns:
         An embedder; ONNX models load lazily on first ``embed``.
@@ -376,5 +414,7 @@ def build_embedder(
         model, sep, base_url = spec[len("openai:") :].partition("@")
         if not (model and sep and base_url):
             raise ValueError(f"embedder spec must be 'openai:<model>@<base_url>', got {spec!r}")
-        return OpenAICompatibleEmbedder(model, base_url, api_key=api_key)
+        return OpenAICompatibleEmbedder(
+            model, base_url, api_key=api_key, query_timeout=query_timeout_s
+        )
     raise ValueError(f"unknown embedder spec {spec!r} (expected 'onnx-minilm' or 'openai:...')")

@@ -2,7 +2,8 @@
 
 ``Recall.search`` runs, for one request:
 
-1. the query embedding in a worker thread (``asyncio.to_thread``), concurrently with
+1. the query embedding (:class:`~tether.memory.query_embedder.QueryEmbedder`: cached, on
+   its own threads, within a budget, behind a circuit breaker), concurrently with
 2. the keyword candidates in a reader thread: exact BM25 top-k from
    :class:`~tether.memory.postings.KeywordIndex` (namespaces applied in the index), their
    ranking columns read and the other filters checked in SQL
@@ -13,7 +14,9 @@
    keyword step did not read are read); :func:`tether.memory.ranking.rank` over the union
    (convex fusion, recency, importance); the full rows of the returned results only.
 
-If the embedder is down, hybrid recall degrades to BM25 and says so (``degraded``).
+If there is no query vector in time (the embedder is down, failing, hung or slower than
+the budget, or its breaker is open), hybrid recall degrades to BM25 and says so
+(``degraded``); a ``mode="vector"`` search is then a 503 ``embedder_unavailable``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +34,7 @@ from tether.errors import EmbedderUnavailable
 from tether.memory.analyzer import query_stems
 from tether.memory.embedders import Embedder, FloatMatrix
 from tether.memory.postings import KeywordIndex
+from tether.memory.query_embedder import QueryEmbedder, QueryVector
 from tether.memory.ranking import MemoryFeatures, RankingParams, rank
 from tether.memory.schemas import SearchIn
 from tether.memory.vectors import VectorIndex
@@ -47,9 +50,6 @@ __all__ = ["Recall", "SearchOutcome", "search_filter"]
 # Without them only expiry can reject a row: ask for the depth plus a small margin.
 _OVERFETCH = 2
 _MARGIN = 8
-# Query vectors kept per Recall (keyed by model and text): an agent often asks the same
-# question again within a session. The latency benchmark uses distinct queries.
-_QUERY_CACHE = 256
 
 
 def _ms_since(started: float) -> float:
@@ -86,14 +86,17 @@ def search_filter(body: SearchIn) -> MemoryFilter:
 @dataclass(slots=True)
 class SearchOutcome:
     """``results`` (``{memory, score, scores}`` best first), their row keys (for access
-    statistics), whether vector retrieval was skipped (``degraded``), and how long each
+    statistics), whether vector retrieval was skipped (``degraded``), how long each
     stage took in ms (``timings``: ``embed`` and ``keyword`` overlap; see
-    :meth:`Recall.search`)."""
+    :meth:`Recall.search`), and why a wanted query vector is missing (``embed_miss``:
+    ``"timeout"``, ``"error"``, ``"open"`` or ``"down"``, see
+    :class:`~tether.memory.query_embedder.QueryVector`)."""
 
     results: list[dict[str, Any]]
     pks: list[int]
     degraded: bool
     timings: dict[str, float] = field(default_factory=dict)
+    embed_miss: str | None = None
 
 
 class Recall:
@@ -102,7 +105,10 @@ class Recall:
     Args:
         keywords: The BM25 postings; a new one (loaded on first search) when not given.
         embedder_down: Returns True while the indexer knows the embedder is down, so a
-            request does not wait on it (degrades at once).
+            request does not wait on it (degrades at once). Used only when ``queries`` is
+            not given.
+        queries: The query embedder (budget, breaker, cache); by default one over
+            ``embedder`` with the default budget (300 ms).
     """
 
     def __init__(
@@ -114,57 +120,35 @@ class Recall:
         params: RankingParams,
         keywords: KeywordIndex | None = None,
         embedder_down: Callable[[], bool] = lambda: False,
+        queries: QueryEmbedder | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.index = index
         self.keywords = keywords if keywords is not None else KeywordIndex()
         self.params = params
-        self.embedder_down = embedder_down
-        self._query_vectors: OrderedDict[tuple[str, str], FloatMatrix] = OrderedDict()
-
-    async def _embed_query(self, text: str, timings: dict[str, float] | None = None) -> FloatMatrix:
-        """The query's vector (LRU-cached per model); its wall time in ms goes to
-        ``timings["embed"]`` (0 on a cache hit)."""
-        spent = timings if timings is not None else {}
-        key = (self.embedder.name, text)
-        cached = self._query_vectors.get(key)
-        if cached is not None:
-            self._query_vectors.move_to_end(key)
-            spent["embed"] = 0.0
-            return cached
-        started = time.perf_counter()
-        row = await asyncio.to_thread(self.embedder.embed_query, text)
-        spent["embed"] = _ms_since(started)
-        self._query_vectors[key] = row
-        if len(self._query_vectors) > _QUERY_CACHE:
-            self._query_vectors.popitem(last=False)
-        return row
+        self.queries = (
+            queries if queries is not None else QueryEmbedder(embedder, outage=embedder_down)
+        )
 
     async def search(self, tenant_id: str, body: SearchIn, *, now: int) -> SearchOutcome:
         """Run one search (see the module docstring).
 
-        The outcome's ``timings`` (ms, wall clock) are ``embed`` (query embedding, 0 on a
-        cache hit) and ``keyword`` (BM25 candidates and their rows), which run
-        concurrently, then ``vector`` (index search and the rows it adds) and ``rank``
-        (fusion and rendering); a stage that did not run is absent.
+        The outcome's ``timings`` (ms, wall clock) are ``embed`` (the wait for the query
+        vector: 0 on a cache hit or when the embedder was not called, at most about the
+        budget) and ``keyword`` (BM25 candidates and their rows), which run concurrently,
+        then ``vector`` (index search and the rows it adds) and ``rank`` (fusion and
+        rendering); a stage that did not run is absent.
 
         Raises:
-            EmbedderUnavailable: ``mode="vector"`` while the embedder is down (503).
+            EmbedderUnavailable: ``mode="vector"`` without a query vector in time (503).
         """
         timings: dict[str, float] = {}
         f = search_filter(body)
         depth = max(self.params.candidate_depth, body.limit)
-        want_vector = body.mode != "bm25"
-        embed_task: asyncio.Task[FloatMatrix] | None = None
-        degraded = False
-        if want_vector:
-            if self.embedder_down():
-                if body.mode == "vector":
-                    raise EmbedderUnavailable("the embedder is down; vector search unavailable")
-                degraded = True
-            else:
-                embed_task = asyncio.create_task(self._embed_query(body.query, timings))
+        embed_task: asyncio.Task[QueryVector] | None = None
+        if body.mode != "bm25":
+            embed_task = asyncio.create_task(self.queries.embed(body.query))
         stems = query_stems(body.query) if body.mode != "vector" else []
         keyword: list[tuple[int, float]] = []
         rows: dict[int, sqlite3.Row] = {}
@@ -175,15 +159,19 @@ class Recall:
                     lambda c: self._keyword_candidates(c, tenant_id, f, stems, depth, now)
                 )
                 timings["keyword"] = _ms_since(started)
-        finally:
-            query_vec: FloatMatrix | None = None
+        except BaseException:  # incl. cancellation: stop waiting for the vector too
             if embed_task is not None:
-                try:
-                    query_vec = await embed_task
-                except EmbedderUnavailable:
-                    if body.mode == "vector":
-                        raise
-                    degraded = True
+                embed_task.cancel()
+            raise
+        # Never raises EmbedderUnavailable, and ends within the embedding budget.
+        query = await embed_task if embed_task is not None else None
+        query_vec = query.vector if query is not None else None
+        if query is not None:
+            timings["embed"] = query.ms
+            if query_vec is None and body.mode == "vector":
+                raise EmbedderUnavailable(
+                    f"no query vector, vector search unavailable: {query.detail}"
+                )
         # One reader job for the rest, so no thread hop separates its steps: the vector
         # candidates (and their rows), the ranking, and the full rows of the results.
         limit = body.limit
@@ -192,7 +180,8 @@ class Recall:
                 c, tenant_id, f, limit, keyword, rows, query_vec, depth, now, timings
             )
         )
-        return SearchOutcome(results, pks, degraded, timings)
+        miss = query.miss if query is not None else None
+        return SearchOutcome(results, pks, miss is not None, timings, miss)
 
     def _finish(
         self,

@@ -7,24 +7,35 @@ reads Tether's own export lines and ignores the server-managed fields they carry
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import unicodedata
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import (
-    Base64Bytes,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
-    model_validator,
 )
 
-from tether.domain.common import ClientId, Int64, Metadata, Strict, Tag, Tags
+from tether.domain.common import (
+    NOT_BLANK,
+    ClientId,
+    Fraction,
+    Metadata,
+    SafeInt,
+    Strict,
+    StrictBool,
+    Tag,
+    Tags,
+    Timestamp,
+    json_number,
+)
 
 __all__ = [
     "MAX_BATCH",
@@ -48,14 +59,22 @@ MAX_TEXT_CHARS = 20_000
 Namespace = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@+\-=/]+$")
 ]
-MemoryText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+MemoryText = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=NOT_BLANK)
+]
 Kind = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9._\-]+$")]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 # Metadata filter keys go into a JSON path ``$."key"``: no quotes or backslashes.
 MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r'^[^"\\]+$')]
 # Filter values are bound as SQL parameters: integers must fit SQLite's signed 64 bits.
-Scalar = str | Int64 | float | bool | None
-Importance = Annotated[float, Field(ge=0.0, le=1.0)]
+Scalar = (
+    Annotated[str, StringConstraints(max_length=1000)]
+    | SafeInt
+    | Annotated[float, BeforeValidator(json_number)]
+    | StrictBool
+    | None
+)
+Importance = Fraction
 
 _WS = re.compile(r"\s+")
 
@@ -73,12 +92,6 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(normalise_text(text).encode()).hexdigest()
 
 
-def _not_blank(value: str | None) -> str | None:
-    if value is not None and not value.strip():
-        raise ValueError("text must contain a non-whitespace character")
-    return value
-
-
 class _MemoryFields(Strict):
     """The fields a client gives a memory, shared by create and import."""
 
@@ -88,12 +101,10 @@ class _MemoryFields(Strict):
     tags: Tags = Field(default_factory=list)
     metadata: Metadata = Field(default_factory=dict)
     importance: Importance = 0.5
-    occurred_at: datetime | None = None
-    expires_at: datetime | None = None
+    occurred_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
     source_session_id: ClientId | None = None
     source_event_id: Key | None = None
-
-    _check_text = field_validator("text")(_not_blank)
 
 
 class MemoryIn(_MemoryFields):
@@ -125,10 +136,8 @@ class MemoryPatch(Strict):
     tags: Tags | None = None
     metadata: Metadata | None = None
     importance: Importance | None = None
-    occurred_at: datetime | None = None
-    expires_at: datetime | None = None
-
-    _check_text = field_validator("text")(_not_blank)
+    occurred_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
 
 
 class SearchFilters(Strict):
@@ -139,9 +148,14 @@ class SearchFilters(Strict):
 
     kind: Kind | Annotated[list[Kind], Field(max_length=50)] | None = None
     tags: Annotated[list[Tag], Field(max_length=50)] = Field(default_factory=list)
-    metadata: Annotated[dict[MetaKey, Scalar], Field(max_length=20)] = Field(default_factory=dict)
-    since: datetime | None = None
-    until: datetime | None = None
+    metadata: Annotated[
+        dict[MetaKey, Scalar],
+        # pydantic states the key pattern as patternProperties; without this, JSON Schema
+        # would allow any value under a key that does not match it.
+        Field(max_length=20, json_schema_extra={"additionalProperties": False}),
+    ] = Field(default_factory=dict)
+    since: Timestamp | None = None
+    until: Timestamp | None = None
     session: ClientId | None = None
 
 
@@ -154,17 +168,15 @@ class SearchIn(Strict):
     """
 
     namespace: Namespace | Annotated[list[Namespace], Field(min_length=1, max_length=100)]
-    query: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
-    limit: Annotated[int, Field(ge=1, le=100)] = 10
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=NOT_BLANK)]
+    limit: Annotated[int, Field(ge=1, le=100), BeforeValidator(json_number)] = 10
     filters: SearchFilters = Field(default_factory=SearchFilters)
-    include_expired: bool = False
+    include_expired: StrictBool = False
     mode: Literal["hybrid", "bm25", "vector"] = "hybrid"
-    touch: bool = Field(
+    touch: StrictBool = Field(
         default=True,
         description="Update the results' access statistics (false: a read-only peek).",
     )
-
-    _check_query = field_validator("query")(_not_blank)
 
     @property
     def namespaces(self) -> list[str]:
@@ -177,24 +189,41 @@ class SearchIn(Strict):
 MAX_VECTOR_DIM = 4096
 
 
+# Canonical base64 (RFC 4648 §4, padded): what the export writes and the import decodes.
+_BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
 class ImportedEmbedding(Strict):
     """A memory's vector as ``GET /v1/memories/export?vectors=true`` writes it.
 
     ``vector`` is base64 (RFC 4648) of the little-endian float32 values, ``dim`` of them.
+    Only an embedding of the importing server's model is used (and then checked by
+    :meth:`values`); any other is ignored and the text is embedded again.
     """
 
     model: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    dim: Annotated[int, Field(ge=1, le=MAX_VECTOR_DIM)]
-    vector: Base64Bytes
+    dim: Annotated[int, Field(ge=1, le=MAX_VECTOR_DIM), BeforeValidator(json_number)]
+    vector: Annotated[str, StringConstraints(max_length=8 * MAX_VECTOR_DIM, pattern=_BASE64)]
 
-    @model_validator(mode="after")
-    def _check_vector(self) -> ImportedEmbedding:
-        if len(self.vector) != 4 * self.dim:
+    def values(self, expected_dim: int) -> npt.NDArray[np.float32]:
+        """The vector as float32 ``[dim]``.
+
+        Args:
+            expected_dim: The server model's dimension (0: not known yet, any).
+
+        Raises:
+            ValueError: ``vector`` does not hold ``dim`` float32 values, ``dim`` is not
+                the model's, or the values are not finite or all zero.
+        """
+        raw = base64.b64decode(self.vector)
+        if len(raw) != 4 * self.dim:
             raise ValueError(f"vector must hold {self.dim} float32 values ({4 * self.dim} bytes)")
-        values = np.frombuffer(self.vector, dtype="<f4")
+        if expected_dim and self.dim != expected_dim:
+            raise ValueError(f"{self.model} vectors have {expected_dim} dimensions, not {self.dim}")
+        values = np.frombuffer(raw, dtype="<f4")
         if not np.isfinite(values).all() or not values.any():
             raise ValueError("vector must be finite and not all zero")
-        return self
+        return values
 
 
 class MemoryImport(_MemoryFields):
@@ -208,7 +237,7 @@ class MemoryImport(_MemoryFields):
     model_config = ConfigDict(extra="ignore")
 
     id: ClientId | None = None
-    created_at: datetime | None = None
+    created_at: Timestamp | None = None
     embedding: ImportedEmbedding | None = None
 
 

@@ -67,8 +67,12 @@ def create_app(settings: Settings | None = None, *, store: SQLiteStore | None = 
     services = Services(
         settings=settings,
         store=store,
-        sessions=SessionService(store),
-        events=EventService(store),
+        sessions=SessionService(
+            store,
+            max_state_bytes=settings.max_state_bytes,
+            max_page_bytes=settings.max_page_bytes,
+        ),
+        events=EventService(store, max_page_bytes=settings.max_page_bytes),
         memory=memory,
     )
     services.checks.append(memory.embedder_check)

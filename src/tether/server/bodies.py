@@ -8,19 +8,20 @@ and declare the schema through ``openapi_extra`` so ``/openapi.json`` still show
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tether.domain.common import INT64_MAX
 from tether.errors import InvalidInput
+from tether.server.envelope import ERROR_STATUSES, Envelope, ErrorEnvelope
 from tether.server.errors import field_errors
 
 M = TypeVar("M", bound=BaseModel)
@@ -54,6 +55,51 @@ class JSONRoute(APIRoute):
         return route_handler
 
 
+# A decimal this server could have issued: ASCII digits only (``str.isdigit`` also takes
+# "²" and other Unicode digits, which ``int`` then refuses: a 500), at most 15 of them
+# (below 2**53, see tether.domain.common.MAX_SAFE_INT). The OpenAPI patterns say the same.
+DECIMAL_PATTERN = "^[0-9]{1,15}$"
+_DECIMAL = re.compile(DECIMAL_PATTERN)
+
+
+def parse_decimal(value: str, loc: list[str], message: str) -> int:
+    """A non-negative decimal of at most 15 ASCII digits.
+
+    Raises:
+        InvalidInput: anything else (422 with ``loc``).
+    """
+    if _DECIMAL.fullmatch(value) is None:
+        raise InvalidInput(message, details=[{"loc": loc}])
+    return int(value)
+
+
+_IDEMPOTENCY_KEY_MAX = 200
+
+
+def idempotency_header(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header (1-200 characters), or ``None`` when absent.
+
+    Checked whenever it is sent, even when the body's own key wins, so a malformed header
+    is never silently accepted.
+
+    Raises:
+        InvalidInput: empty or longer than 200 characters (422).
+    """
+    value = request.headers.get("idempotency-key")
+    if value is not None and not 1 <= len(value) <= _IDEMPOTENCY_KEY_MAX:
+        raise InvalidInput(
+            f"Idempotency-Key must be 1-{_IDEMPOTENCY_KEY_MAX} characters",
+            details=[{"loc": ["header", "Idempotency-Key"]}],
+        )
+    return value
+
+
+#: The ``cursor`` query parameter of a list (parsed by :func:`parse_cursor`).
+CursorQ = Annotated[
+    str | None, Query(pattern=DECIMAL_PATTERN, description="The previous page's next_cursor.")
+]
+
+
 def parse_cursor(value: str | None) -> int | None:
     """A list cursor (the decimal row key this server issued) as an int; ``None`` stays.
 
@@ -62,24 +108,32 @@ def parse_cursor(value: str | None) -> int | None:
     """
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 19 or int(value) > INT64_MAX:
-        raise InvalidInput(
-            "cursor is not one this server issued", details=[{"loc": ["query", "cursor"]}]
-        )
-    return int(value)
+    return parse_decimal(value, ["query", "cursor"], "cursor is not one this server issued")
 
 
 _REF = "#/components/schemas/{model}"
 
 
-def openapi_body(*models: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` declaring a required JSON body of one of ``models``."""
+def openapi_body(*models: type[BaseModel], idempotency_header: bool = False) -> dict[str, Any]:
+    """``openapi_extra`` declaring a required JSON body of one of ``models`` (and, with
+    ``idempotency_header``, the optional ``Idempotency-Key`` header the route reads)."""
     refs = [{"$ref": _REF.format(model=m.__name__)} for m in models]
     schema = refs[0] if len(refs) == 1 else {"anyOf": refs}
-    return {
+    extra: dict[str, Any] = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
         "x-tether-models": [m.__name__ for m in models],
     }
+    if idempotency_header:
+        extra["parameters"] = [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Used when the body has no idempotency_key (1-200 characters).",
+                "schema": {"type": "string", "minLength": 1, "maxLength": _IDEMPOTENCY_KEY_MAX},
+            }
+        ]
+    return extra
 
 
 async def read_json(request: Request) -> Any:
@@ -113,8 +167,42 @@ def validate(model: type[M], value: Any) -> M:
         raise InvalidInput("request validation failed", details=details) from None
 
 
+_JSON = "application/json"
+_BODY_METHODS = frozenset({"post", "put", "patch"})
+
+
+def _document_responses(path: str, method: str, op: dict[str, Any]) -> None:
+    """Give one operation the responses every request can get (the envelope's schemas).
+
+    Success answers (2xx, JSON) are an :class:`Envelope`; every operation may answer 422
+    and 503; those with a body 413 and 415 (the middleware checks size and media type
+    first); those with a path parameter 404. Routes declare their own extras with
+    :func:`tether.server.envelope.documented` (409, 412, a 200 beside a 201).
+    """
+    responses: dict[str, Any] = op.setdefault("responses", {})
+    statuses = {422, 503}
+    if method in _BODY_METHODS:
+        statuses |= {413, 415}
+    if "{" in path:
+        statuses.add(404)
+    for status in statuses:
+        responses.setdefault(str(status), {})
+    for code, response in responses.items():
+        if code.startswith("2"):
+            content = response.setdefault("content", {_JSON: {}})
+            if _JSON in content:
+                content[_JSON] = {"schema": {"$ref": _REF.format(model=Envelope.__name__)}}
+            response["description"] = response.get("description") or "Success."
+        elif code[0] in "45":
+            response["description"] = ERROR_STATUSES.get(int(code), "Error.")
+            response["content"] = {
+                _JSON: {"schema": {"$ref": _REF.format(model=ErrorEnvelope.__name__)}}
+            }
+
+
 def install_openapi(app: FastAPI, models: list[type[BaseModel]]) -> None:
-    """Make ``app.openapi()`` include the schemas of ``models`` (used via ``openapi_body``)."""
+    """Make ``app.openapi()`` include the schemas of ``models`` (used via ``openapi_body``)
+    and the envelope's responses on every operation (see :func:`_document_responses`)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -125,13 +213,17 @@ def install_openapi(app: FastAPI, models: list[type[BaseModel]]) -> None:
                 routes=app.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in models:
+            documented: list[type[BaseModel]] = [*models, Envelope, ErrorEnvelope]
+            for model in documented:
                 js = model.model_json_schema(ref_template=_REF)
                 components.update(js.pop("$defs", {}))
                 components[model.__name__] = js
-            for path in schema.get("paths", {}).values():
-                for op in path.values():
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)  # FastAPI's 422 shape; ours is the envelope
+            for path, item in schema.get("paths", {}).items():
+                for method, op in item.items():
                     op.pop("x-tether-models", None)
+                    _document_responses(path, method, op)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,6 +32,54 @@ _SCOPE_CID = "tether.correlation_id"
 #: Scope key with the operation id when a request bypasses FastAPI's router (fastlane.py).
 OPERATION_KEY = "tether.operation"
 _SCOPE_T0 = "tether.t0"
+
+
+class ErrorBody(BaseModel):
+    """``error`` of a failed request: a stable ``code``, a human ``message`` and
+    ``details`` (field errors ``[{loc, msg, type}]`` for a 422)."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class Envelope(BaseModel):
+    """Every JSON response (ARCHITECTURE §5). ``duration_ms`` is the server-side time
+    from the request's arrival to the response, in milliseconds."""
+
+    ok: bool
+    service: Literal["tether"]
+    operation: str | None
+    correlation_id: str | None
+    duration_ms: float | None
+    data: Any
+    error: ErrorBody | None
+
+
+class ErrorEnvelope(Envelope):
+    """A failed request's envelope: ``ok`` false, ``data`` null, ``error`` set."""
+
+    ok: Literal[False]
+    data: None
+    error: ErrorBody
+
+
+#: What each error status means, for the OpenAPI document (bodies.install_openapi).
+ERROR_STATUSES: dict[int, str] = {
+    404: "Not found (an unknown id, or another tenant's).",
+    409: "Conflict (the same id or idempotency key with another body).",
+    412: "Precondition failed (If-Match names a version that is not current).",
+    413: "Request body over the size limit.",
+    415: "Body not sent as JSON.",
+    422: "Invalid input; error.details lists the fields.",
+    503: "A dependency (the store) is unavailable; retry later.",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route that may also answer ``statuses`` beyond the ones every
+    route of its kind declares (the OpenAPI step fills in schemas and descriptions)."""
+    return {status: {"description": ERROR_STATUSES.get(status, "")} for status in statuses}
 
 
 def correlation_id(scope: Scope) -> str | None:
@@ -101,6 +150,7 @@ def fail(
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def _is_json_type(ctype: str) -> bool:
@@ -131,9 +181,12 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         length = ctype = cid = None
+        chunked = False
         for name, value in scope["headers"]:  # raw pairs: cheaper than a Headers object
             if name == b"content-length":
                 length = value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                chunked = True
             elif name == b"content-type":
                 ctype = value.decode("latin-1")
             elif name == b"x-correlation-id":
@@ -165,10 +218,17 @@ class RequestMiddleware:
             await resp(scope, receive, send_wrapper)
             responded = True
 
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+        # The HTTP server (h11/httptools) refuses a malformed Content-Length before this;
+        # a length of more than 18 digits is over any limit without converting it.
+        if (
+            length is not None
+            and _DIGITS.fullmatch(length) is not None
+            and (len(length) > 18 or int(length) > self.max_body_bytes)
+        ):
             await too_large()
             return
-        if scope["method"] in _BODY_METHODS and length not in (None, "0"):
+        # A body is coming when it has a length or is chunked (no Content-Length at all).
+        if scope["method"] in _BODY_METHODS and (chunked or length not in (None, "0")):
             ctype = (ctype or "").split(";")[0].strip().lower()
             if not _is_json_type(ctype):
                 resp = fail(

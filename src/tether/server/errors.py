@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from tether.errors import TetherError
 from tether.server.envelope import correlation_id, fail
@@ -59,11 +60,27 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (RFC 9110 §10.2.1 ``Allow``).
+
+    Starlette's own 405 names only the methods of the first route whose path matched, and
+    a path here is often served by several routes (``GET`` and ``POST /v1/memories``).
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "\0"})
+        if match is Match.PARTIAL:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    headers = dict(exc.headers) if exc.headers else None
-    return fail(request.scope, exc.status_code, code, str(exc.detail), None, headers)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return fail(request.scope, exc.status_code, code, str(exc.detail), None, headers or None)
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:

@@ -66,8 +66,9 @@ def _ingest_batch(
 class EventService:
     """Append and read events; every call is scoped to ``ctx.tenant_id``."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: SQLiteStore, *, max_page_bytes: int) -> None:
         self.store = store
+        self.max_page_bytes = max_page_bytes
 
     async def append(
         self, ctx: RequestContext, session_id: str, events: Sequence[EventIn]
@@ -131,6 +132,7 @@ class EventService:
                 after_seq=after_seq,
                 kinds=kinds,
                 limit=limit,
+                max_bytes=self.max_page_bytes,
             )
 
         return await self.store.read(job)

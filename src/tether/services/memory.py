@@ -9,6 +9,7 @@ asynchronously (ARCHITECTURE §3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -20,9 +21,9 @@ import orjson
 
 from tether.config import Settings
 from tether.domain.time import now_ms
-from tether.errors import EmbedderUnavailable
 from tether.memory.embedders import Embedder, build_embedder
 from tether.memory.indexer import Indexer
+from tether.memory.query_embedder import OPEN_AFTER, QueryEmbedder, QueryVector
 from tether.memory.ranking import RankingParams
 from tether.memory.recall import Recall
 from tether.memory.schemas import MemoryImport, MemoryIn, MemoryPatch, SearchIn
@@ -39,8 +40,22 @@ log = logging.getLogger("tether.services.memory")
 
 # Rows per read when rebuilding the vector index at start or streaming an export.
 _PAGE = 2000
-# Cache the embedder readiness probe this long (s): /readyz may be polled every second.
-_PROBE_TTL_S = 5.0
+# Probe the embedder in the background at most this often (s), when /readyz or /v1/deps
+# asks: they may be polled every second, and each probe of a hung embedder holds a query
+# thread for up to its HTTP timeout.
+_PROBE_EVERY_S = 5.0
+# A search query's HTTP timeout (remote embedders), in budgets: a hung request frees its
+# thread after 2 budgets (0.6 s by default), and an answer just after the budget still
+# lands in the query cache, so the same question asked again is fast.
+_QUERY_REQUEST_BUDGETS = 2
+# Server-Timing `desc` of the `embed` stage when a search had no query vector, by
+# QueryVector.miss.
+_MISS_DESC = {
+    "timeout": "timeout",
+    "error": "error",
+    "open": "breaker open",
+    "down": "embedder down",
+}
 # Access statistics of searches are coalesced per memory and written at most this often
 # (one transaction instead of one per search; a crash loses at most this window of them).
 _ACCESS_FLUSH_S = 1.0
@@ -65,17 +80,21 @@ class MemoryService:
         recall: Recall,
         *,
         wake: Callable[[], None] = lambda: None,
+        max_page_bytes: int = Settings.model_fields["max_page_bytes"].default,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.index = index
         self.recall = recall
         self.wake = wake
+        self.max_page_bytes = max_page_bytes
         self._pending: set[asyncio.Task[None]] = set()
         # (tenant, pk) -> (last access ms, searches) not yet written; see _record_access.
         self._access: dict[tuple[str, int], tuple[int, int]] = {}
         self._flush_at: asyncio.TimerHandle | None = None
-        self._probe: tuple[float, dict[str, Any]] | None = None
+        # The last background probe: (time.monotonic() it started, its outcome).
+        self._probe: tuple[float, QueryVector] | None = None
+        self._probe_task: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def load_index(self) -> int:
@@ -121,32 +140,71 @@ class MemoryService:
         await self._flush_access()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
+        self.recall.queries.close()
         await asyncio.to_thread(self.index.close)
 
     async def embedder_check(self) -> dict[str, Any]:
-        """Readiness of the embedder: ``{name, kind, status, latency_ms, detail}``.
+        """Readiness of the embedder from its last known state: never waits on it.
 
-        Embeds one short text (cached for a few seconds). ``status`` is ``"ok"`` or
-        ``"down"``.
+        Returns:
+            ``{name: "embedder", kind, status, latency_ms, detail, breaker}``. ``status``
+            is ``"down"`` while the indexer's outage backoff runs, while the query breaker
+            is not closed, or when the last probe got no vector within the search budget;
+            ``"ok"`` when it got one; ``"unknown"`` before the first probe has answered.
+            ``latency_ms`` is the last probe's wait in ms (``None`` before one);
+            ``breaker`` is ``"closed"``, ``"open"`` or ``"half_open"``.
+
+        When the last probe started :data:`_PROBE_EVERY_S` or more ago, a new one starts
+        in its own task (:meth:`QueryEmbedder.probe`: one short query embedding through
+        the breaker, within the search budget); this call does not await it.
         """
-        now = time.monotonic()
-        if self._probe is not None and now - self._probe[0] < _PROBE_TTL_S:
-            return self._probe[1]
-        t0 = time.perf_counter()
+        self._start_probe()
+        queries = self.recall.queries
+        breaker = queries.breaker
+        probe = self._probe[1] if self._probe is not None else None
         status, detail = "ok", None
-        try:
-            await asyncio.to_thread(self.embedder.embed, ["ping"])
-        except EmbedderUnavailable as exc:
-            status, detail = "down", exc.message
-        result = {
+        if queries.outage():
+            status, detail = "down", "the indexer's last embedding failed; it retries with backoff"
+        elif breaker.state != "closed":
+            status = "down"
+            detail = (
+                f"breaker {breaker.state} after {OPEN_AFTER} failed or late query embeddings "
+                f"(last: {breaker.last_error}); next trial in {breaker.retry_in_s:.1f} s"
+            )
+        elif probe is None:
+            status, detail = "unknown", "first probe running"
+        elif probe.vector is None:
+            status, detail = "down", probe.detail
+        return {
             "name": "embedder",
             "kind": self.embedder.name,
             "status": status,
-            "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+            "latency_ms": probe.ms if probe is not None else None,
             "detail": detail,
+            "breaker": breaker.state,
         }
-        self._probe = (now, result)
-        return result
+
+    def _start_probe(self) -> None:
+        """Start a background probe unless one runs or the last started < _PROBE_EVERY_S ago."""
+        now = time.monotonic()
+        if self._probe_task is not None and not self._probe_task.done():
+            return
+        if self._probe is not None and now - self._probe[0] < _PROBE_EVERY_S:
+            return
+        self._probe_task = asyncio.get_running_loop().create_task(
+            self._run_probe(now), name="embedder-probe"
+        )
+
+    async def _run_probe(self, started: float) -> None:
+        try:
+            self._probe = (started, await self.recall.queries.probe())
+        except Exception:  # a bug in the embedder: reported as down, never raised
+            log.exception("embedder probe failed")
+            self._probe = (started, QueryVector(None, 0.0, "error", "the probe raised"))
 
     # -- remember ------------------------------------------------------------------------
     async def remember(
@@ -202,14 +260,28 @@ class MemoryService:
         return res.record
 
     # -- read ----------------------------------------------------------------------------
-    async def history(self, ctx: RequestContext, memory_id: str) -> list[dict[str, Any]]:
-        return await self.store.read(lambda c: qm.history(c, ctx.tenant_id, memory_id))
+    async def history(
+        self, ctx: RequestContext, memory_id: str, *, after: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the memory's changes (see :func:`qm.history`). Raises NotFound."""
+        return await self.store.read(
+            lambda c: qm.history(
+                c,
+                ctx.tenant_id,
+                memory_id,
+                after=after,
+                limit=limit,
+                max_bytes=self.max_page_bytes,
+            )
+        )
 
     async def changes(
         self, ctx: RequestContext, *, after: int, limit: int
     ) -> tuple[list[dict[str, Any]], int]:
         return await self.store.read(
-            lambda c: qm.changes(c, ctx.tenant_id, after=after, limit=limit)
+            lambda c: qm.changes(
+                c, ctx.tenant_id, after=after, limit=limit, max_bytes=self.max_page_bytes
+            )
         )
 
     async def browse(
@@ -217,7 +289,15 @@ class MemoryService:
     ) -> tuple[list[dict[str, Any]], str | None]:
         now = now_ms()
         return await self.store.read(
-            lambda c: qm.browse(c, ctx.tenant_id, f, before=before, limit=limit, now=now)
+            lambda c: qm.browse(
+                c,
+                ctx.tenant_id,
+                f,
+                before=before,
+                limit=limit,
+                now=now,
+                max_bytes=self.max_page_bytes,
+            )
         )
 
     async def export(
@@ -236,6 +316,7 @@ class MemoryService:
                     f=f,
                     after=after,
                     limit=_PAGE,
+                    max_bytes=self.max_page_bytes,
                     now=now,
                     vectors_of=vectors_of,
                 )
@@ -261,7 +342,9 @@ class MemoryService:
 
     async def search(self, ctx: RequestContext, body: SearchIn) -> dict[str, Any]:
         """Hybrid recall; returns ``{results, degraded, mode, embedding_model, timings}``
-        (``timings``: ms per stage, see :meth:`Recall.search`).
+        (``timings``: ms per stage, see :meth:`Recall.search`, for the ``Server-Timing``
+        header; without a query vector the ``embed`` key carries a ``desc``: ``timeout``,
+        ``error``, ``breaker open`` or ``embedder down``).
 
         Returned memories get ``last_accessed_at``/``access_count`` updated by a background
         write within ~1 s (coalesced across searches; written at shutdown by :meth:`drain`).
@@ -270,12 +353,21 @@ class MemoryService:
         outcome = await self.recall.search(ctx.tenant_id, body, now=now)
         if outcome.pks and body.touch:
             self._record_access(ctx.tenant_id, outcome.pks, now)
+        timings = outcome.timings
+        if outcome.embed_miss is not None:
+            # The route renders each entry as `{name};dur={ms}`, and a Server-Timing
+            # metric's parameters may come in any order (W3C Server Timing), so this key
+            # gives `embed;desc="timeout";dur=300.1`: why the search had no query vector.
+            desc = _MISS_DESC.get(outcome.embed_miss, outcome.embed_miss)
+            timings = {
+                (f'embed;desc="{desc}"' if k == "embed" else k): v for k, v in timings.items()
+            }
         return {
             "results": outcome.results,
             "degraded": outcome.degraded,
             "mode": body.mode,
             "embedding_model": self.embedder.name,
-            "timings": outcome.timings,
+            "timings": timings,
         }
 
     def _record_access(self, tenant_id: str, pks: Sequence[int], now: int) -> None:
@@ -363,6 +455,7 @@ def build_memory(store: SQLiteStore, settings: Settings) -> tuple[MemoryService,
         settings.embedder,
         api_key=key.get_secret_value() if key else None,
         query_threads=settings.embedder_query_threads,
+        query_timeout_s=settings.embed_query_timeout_ms * _QUERY_REQUEST_BUDGETS / 1000,
     )
     index = VectorIndex(hnsw_threshold=settings.hnsw_threshold)
     indexer = Indexer(
@@ -375,8 +468,18 @@ def build_memory(store: SQLiteStore, settings: Settings) -> tuple[MemoryService,
         retry_max_ms=settings.indexer_retry_max_ms,
     )
     params = RankingParams(half_life_days=settings.recall_half_life_days)
-    recall = Recall(
-        store, embedder, index, params=params, embedder_down=lambda: indexer.embedder_down
+    queries = QueryEmbedder(
+        embedder,
+        budget_ms=settings.embed_query_timeout_ms,
+        outage=lambda: indexer.embedder_down,
     )
-    service = MemoryService(store, embedder, index, recall, wake=indexer.wake)
+    recall = Recall(store, embedder, index, params=params, queries=queries)
+    service = MemoryService(
+        store,
+        embedder,
+        index,
+        recall,
+        wake=indexer.wake,
+        max_page_bytes=settings.max_page_bytes,
+    )
     return service, indexer

@@ -21,8 +21,10 @@ from tether.store.sqlite import SQLiteStore
 class SessionService:
     """Session use-cases over a :class:`SQLiteStore`. Every call is scoped to ``ctx.tenant_id``."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: SQLiteStore, *, max_state_bytes: int, max_page_bytes: int) -> None:
         self.store = store
+        self.max_state_bytes = max_state_bytes
+        self.max_page_bytes = max_page_bytes
 
     async def create(self, ctx: RequestContext, body: SessionIn) -> q.Created:
         """Create (201) or return the identical existing session (200).
@@ -57,7 +59,9 @@ class SessionService:
         self, ctx: RequestContext, f: q.SessionFilter, *, cursor: int | None, limit: int
     ) -> tuple[list[dict[str, Any]], str | None]:
         return await self.store.read(
-            lambda c: q.list_sessions(c, ctx.tenant_id, f, cursor=cursor, limit=limit)
+            lambda c: q.list_sessions(
+                c, ctx.tenant_id, f, cursor=cursor, limit=limit, max_bytes=self.max_page_bytes
+            )
         )
 
     async def patch(
@@ -91,7 +95,13 @@ class SessionService:
     ) -> dict[str, Any]:
         return await self.store.write(
             lambda c: q.patch_state(
-                c, ctx.tenant_id, session_id, patch, if_match=if_match, now=now_ms()
+                c,
+                ctx.tenant_id,
+                session_id,
+                patch,
+                if_match=if_match,
+                now=now_ms(),
+                max_bytes=self.max_state_bytes,
             )
         )
 

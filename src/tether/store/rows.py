@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
+from tether.domain.common import MAX_METADATA_BYTES
+from tether.domain.merge_patch import merge_patch
 from tether.domain.time import iso
+from tether.errors import InvalidInput
 
 
 def dumps(value: Any) -> str:
@@ -24,9 +28,96 @@ def loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
+def merge_json(
+    stored: str | None,
+    patch: Any,
+    *,
+    loc: list[str],
+    max_bytes: int = MAX_METADATA_BYTES,
+) -> tuple[Any, str]:
+    """Apply a JSON Merge Patch (RFC 7386) to a stored JSON column.
+
+    Returns:
+        ``(merged value, its JSON text)``.
+
+    Raises:
+        InvalidInput: the merged document would exceed ``max_bytes`` as compact JSON (422
+            naming ``loc``): repeated patches must not grow a document without bound.
+    """
+    merged = merge_patch(loads(stored), patch)
+    raw = orjson.dumps(merged)
+    if len(raw) > max_bytes:
+        raise InvalidInput(
+            f"the merged document would be {len(raw)} bytes; the limit is {max_bytes}",
+            details=[{"loc": loc, "type": "too_large", "max_bytes": max_bytes}],
+        )
+    return merged, raw.decode()
+
+
+def row_bytes(row: sqlite3.Row) -> int:
+    """Stored size of a row in bytes, roughly: the length of its text and blob values
+    (numbers and NULLs are noise beside the JSON columns that make rows large)."""
+    return sum(len(v) for v in row if isinstance(v, str | bytes))
+
+
+def take_page(
+    rows: Iterable[sqlite3.Row], *, limit: int, max_bytes: int
+) -> tuple[list[sqlite3.Row], bool]:
+    """Up to ``limit`` rows from a lazily iterated cursor, stopping before their stored
+    bytes (:func:`row_bytes`) would exceed ``max_bytes``; the first row is always taken.
+
+    Iterate a cursor (not ``fetchall()``) so that no more than one row past the page is
+    ever read: a page of 1,000 events of 200 kB each would otherwise hold 200 MB.
+
+    Returns:
+        ``(rows, more)``: ``more`` is true when a further row exists (the query should
+        ask for ``limit + 1`` rows so that a full page can tell).
+    """
+    page: list[sqlite3.Row] = []
+    total = 0
+    for row in rows:
+        if len(page) == limit:
+            return page, True
+        size = row_bytes(row)
+        if page and total + size > max_bytes:
+            return page, True
+        page.append(row)
+        total += size
+    return page, False
+
+
 def body_hash(value: Any) -> str:
     """SHA-256 of canonical JSON (sorted keys): tells "same body" from "different body"."""
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+#: The columns :func:`session_dict` reads, plus ``pk``: lists select these, not ``*``
+#: (the state document can be a megabyte and is served by its own route).
+SESSION_COLUMNS = ", ".join(
+    [
+        "pk",
+        "id",
+        "parent_id",
+        "user_id",
+        "agent",
+        "title",
+        "status",
+        "phase",
+        "current_step",
+        "summary",
+        "tags",
+        "metadata",
+        "created_at",
+        "updated_at",
+        "ended_at",
+        "event_count",
+        "error_count",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "state_version",
+    ]
+)
 
 
 def session_dict(row: sqlite3.Row) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import orjson
 
 from tether.domain.events import EventIn
 from tether.domain.time import new_ids, to_ms
-from tether.store.rows import event_dict
+from tether.store.rows import event_dict, take_page
 
 # SQLite's default limit on bound parameters is 32766 on 3.32+; 500 keys per IN (...) keeps
 # statements small and plans cached.
@@ -307,11 +307,13 @@ def list_events(
     after_seq: int,
     kinds: Sequence[str],
     limit: int,
+    max_bytes: int,
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Events of one session with ``seq > after_seq`` in seq order, at most ``limit``.
+    """Events of one session with ``seq > after_seq`` in seq order: at most ``limit``, and
+    no more than ``max_bytes`` of stored JSON (at least one event; see ``take_page``).
 
     Returns ``(items, next_cursor)``; ``next_cursor`` is the last seq returned when more
-    may follow, else ``None``.
+    follow, else ``None``.
     """
     sql = "SELECT * FROM events WHERE session_pk=? AND seq>?"
     params: list[Any] = [session_pk, after_seq]
@@ -320,9 +322,8 @@ def list_events(
         params.extend(kinds)
     sql += " ORDER BY seq LIMIT ?"
     params.append(limit + 1)
-    rows = conn.execute(sql, params).fetchall()
-    more = len(rows) > limit
-    items = [event_dict(r, session_id) for r in rows[:limit]]
+    rows, more = take_page(conn.execute(sql, params), limit=limit, max_bytes=max_bytes)
+    items = [event_dict(r, session_id) for r in rows]
     return items, (items[-1]["seq"] if more and items else None)
 
 

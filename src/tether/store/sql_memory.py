@@ -17,12 +17,11 @@ from typing import Any, Final
 
 import numpy as np
 
-from tether.domain.merge_patch import merge_patch
 from tether.domain.time import iso, new_id, to_ms
 from tether.errors import Conflict, NotFound
 from tether.memory.schemas import MemoryImport, MemoryIn, content_hash
 from tether.store import sql_keyword as keyword
-from tether.store.rows import body_hash, dumps, loads
+from tether.store.rows import body_hash, dumps, loads, merge_json, take_page
 
 _INSERT = (
     "INSERT INTO memories (tenant_id, id, namespace, text, kind, tags, metadata, importance, "
@@ -381,9 +380,9 @@ def patch_memory(
     if fields.get("tags") is not None and fields["tags"] != loads(row["tags"]):
         sets["tags"] = dumps(fields["tags"])
     if fields.get("metadata") is not None:
-        merged = merge_patch(loads(row["metadata"]), fields["metadata"])
+        merged, text = merge_json(row["metadata"], fields["metadata"], loc=["body", "metadata"])
         if merged != loads(row["metadata"]):
-            sets["metadata"] = dumps(merged)
+            sets["metadata"] = text
     for name in ("occurred_at", "expires_at"):
         if name in fields and _ms_or_none(fields[name]) != row[name]:
             sets[name] = _ms_or_none(fields[name])
@@ -465,31 +464,49 @@ def _change_dict(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def history(conn: sqlite3.Connection, tenant_id: str, memory_id: str) -> list[dict[str, Any]]:
-    """Every change of one memory in lsn order (each with the memory as of then).
+def history(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    memory_id: str,
+    *,
+    after: int,
+    limit: int,
+    max_bytes: int,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The changes of one memory with ``lsn > after`` in lsn order (each with the memory
+    as of then), at most ``limit`` and about ``max_bytes`` of snapshots.
+
+    Returns:
+        ``(items, next_after)``: ``next_after`` is the last lsn returned when more follow,
+        else ``None``.
 
     Raises:
         NotFound: Unknown, purged, or another tenant's memory.
     """
     _row(conn, tenant_id, memory_id, include_deleted=True)
-    rows = conn.execute(
-        "SELECT * FROM memory_changes WHERE tenant_id=? AND memory_id=? ORDER BY lsn",
-        (tenant_id, memory_id),
-    ).fetchall()
-    return [_change_dict(r) for r in rows]
+    cursor = conn.execute(
+        "SELECT * FROM memory_changes WHERE tenant_id=? AND memory_id=? AND lsn>? "
+        "ORDER BY lsn LIMIT ?",
+        (tenant_id, memory_id, after, limit + 1),
+    )
+    rows, more = take_page(cursor, limit=limit, max_bytes=max_bytes)
+    items = [_change_dict(r) for r in rows]
+    return items, (items[-1]["lsn"] if more and items else None)
 
 
 def changes(
-    conn: sqlite3.Connection, tenant_id: str, *, after: int, limit: int
+    conn: sqlite3.Connection, tenant_id: str, *, after: int, limit: int, max_bytes: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """The change feed: ``(changes with lsn > after in lsn order, next_after)``.
+    """The change feed: ``(changes with lsn > after in lsn order, next_after)``, at most
+    ``limit`` and about ``max_bytes`` of snapshots (at least one change).
 
     ``next_after`` is the last lsn returned (``after`` when there is none): pass it back.
     """
-    rows = conn.execute(
+    cursor = conn.execute(
         "SELECT * FROM memory_changes WHERE tenant_id=? AND lsn>? ORDER BY lsn LIMIT ?",
         (tenant_id, after, limit),
-    ).fetchall()
+    )
+    rows, _ = take_page(cursor, limit=limit, max_bytes=max_bytes)
     items = [_change_dict(r) for r in rows]
     return items, (items[-1]["lsn"] if items else after)
 
@@ -502,17 +519,19 @@ def browse(
     before: int | None,
     limit: int,
     now: int,
+    max_bytes: int,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Memories newest first (by row key); ``(items, next_cursor)`` with an opaque cursor."""
+    """Memories newest first (by row key), at most ``limit`` and about ``max_bytes`` of
+    stored text and metadata; ``(items, next_cursor)`` with an opaque cursor."""
     where, params = filter_sql(f, tenant_id, now)
     if before is not None:
         where += " AND m.pk<?"
         params.append(before)
-    rows = conn.execute(
-        f"SELECT * FROM memories m WHERE {where} ORDER BY m.pk DESC LIMIT ?", (*params, limit + 1)
-    ).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
+    cursor = conn.execute(
+        f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE {where} ORDER BY m.pk DESC LIMIT ?",
+        (*params, limit + 1),
+    )
+    rows, more = take_page(cursor, limit=limit, max_bytes=max_bytes)
     return [memory_dict(r) for r in rows], (str(rows[-1]["pk"]) if more and rows else None)
 
 
@@ -524,9 +543,11 @@ def export_page(
     after: int,
     limit: int,
     now: int,
+    max_bytes: int,
     vectors_of: str | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """One page of an export in ingest order: ``(items, next_after or None at the end)``.
+    """One page of an export in ingest order, at most ``limit`` memories and about
+    ``max_bytes`` of stored text and metadata: ``(items, next_after or None at the end)``.
 
     Args:
         vectors_of: A model name: each memory with a current vector of that model gets
@@ -534,10 +555,11 @@ def export_page(
             float32, as :class:`tether.memory.schemas.ImportedEmbedding` reads it).
     """
     where, params = filter_sql(f, tenant_id, now)
-    rows = conn.execute(
-        f"SELECT * FROM memories m WHERE {where} AND m.pk>? ORDER BY m.pk LIMIT ?",
-        (*params, after, limit),
-    ).fetchall()
+    cursor = conn.execute(
+        f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE {where} AND m.pk>? ORDER BY m.pk LIMIT ?",
+        (*params, after, limit + 1),
+    )
+    rows, more = take_page(cursor, limit=limit, max_bytes=max_bytes)
     items = [memory_dict(r) for r in rows]
     if vectors_of is not None and rows:
         stored = {
@@ -554,7 +576,7 @@ def export_page(
                 dim, blob = found
                 vector = base64.b64encode(blob).decode()
                 item["embedding"] = {"model": vectors_of, "dim": dim, "vector": vector}
-    return items, (int(rows[-1]["pk"]) if len(rows) == limit else None)
+    return items, (int(rows[-1]["pk"]) if more and rows else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,8 +601,8 @@ def import_memories(
     """Import export lines; an id that exists (in any state) or a live twin text is skipped.
 
     Args:
-        model: The server's embedder name: a line's ``embedding`` of this model (and of
-            dimension ``dim``, unless ``dim`` is 0: not known yet) is stored as the new
+        model: The server's embedder name: a line's ``embedding`` of this model (checked
+            beforehand with ``ImportedEmbedding.values(dim)``) is stored as the new
             memory's vector, L2-normalised, with no outbox job; other lines are embedded
             by the indexer as usual.
 
@@ -602,7 +624,7 @@ def import_memories(
                 ids.append(item.id)
                 continue
         emb = item.embedding
-        usable = emb is not None and emb.model == model and (dim == 0 or emb.dim == dim)
+        usable = emb is not None and emb.model == model
         added = add_memory(
             conn,
             tenant_id,
@@ -616,7 +638,7 @@ def import_memories(
         skipped += not added.created
         ids.append(added.row["id"])
         if added.created and usable and emb is not None:
-            values = np.frombuffer(emb.vector, dtype="<f4")
+            values = emb.values(dim)  # checked by the caller: raises only on a bug
             blob = (values / np.linalg.norm(values)).astype("<f4").tobytes()
             pk = int(added.row["pk"])
             digest = added.row["content_hash"]

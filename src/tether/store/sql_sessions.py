@@ -7,11 +7,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.domain.events import EventIn, EventKind
-from tether.domain.merge_patch import merge_patch
 from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
 from tether.domain.time import new_id
 from tether.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
-from tether.store.rows import body_hash, dumps, goal_dict, loads, session_dict
+from tether.store.rows import (
+    SESSION_COLUMNS,
+    body_hash,
+    dumps,
+    goal_dict,
+    loads,
+    merge_json,
+    session_dict,
+    take_page,
+)
 from tether.store.sql_events import append_events, prepare_events
 
 TERMINAL = frozenset({"completed", "failed", "abandoned"})
@@ -57,7 +65,9 @@ def _server_event(
     correlation_id: str | None,
     now: int,
 ) -> None:
-    event = EventIn(
+    # Built without validation: these values are the server's own, and the key (a prefix
+    # plus a child id of up to 200 characters) may exceed what a client may send.
+    event = EventIn.model_construct(
         kind=EventKind.agent,
         name=name,
         status="error" if status == "failed" else "ok",
@@ -167,10 +177,18 @@ class SessionFilter:
 
 
 def list_sessions(
-    conn: sqlite3.Connection, tenant_id: str, f: SessionFilter, *, cursor: int | None, limit: int
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    f: SessionFilter,
+    *,
+    cursor: int | None,
+    limit: int,
+    max_bytes: int,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first. ``cursor`` is the opaque ``next_cursor`` of the previous page."""
-    sql = "SELECT * FROM sessions WHERE tenant_id=?"
+    """Newest first, at most ``limit`` and about ``max_bytes`` of stored JSON (the state
+    document is not part of a list item and is not read). ``cursor`` is the opaque
+    ``next_cursor`` of the previous page."""
+    sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id=?"
     params: list[Any] = [tenant_id]
     for column, value in (
         ("status", f.status),
@@ -195,9 +213,7 @@ def list_sessions(
         params.append(cursor)
     sql += " ORDER BY pk DESC LIMIT ?"
     params.append(limit + 1)
-    rows = conn.execute(sql, params).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, more = take_page(conn.execute(sql, params), limit=limit, max_bytes=max_bytes)
     return [session_dict(r) for r in rows], (str(rows[-1]["pk"]) if more and rows else None)
 
 
@@ -211,7 +227,7 @@ def patch_session(
     for name in sorted(patch.model_fields_set):
         value = getattr(patch, name)
         if name == "metadata":
-            value = dumps(merge_patch(loads(row["metadata"]), value or {}))
+            _, value = merge_json(row["metadata"], value or {}, loc=["body", "metadata"])
         elif name == "tags":
             value = dumps(value or [])
         sets.append(f"{name}=?")
@@ -293,11 +309,13 @@ def patch_state(
     *,
     if_match: int | None,
     now: int,
+    max_bytes: int,
 ) -> dict[str, Any]:
     """Apply a JSON Merge Patch (RFC 7386) to the state document; bump its version.
 
     Raises:
-        InvalidInput: the patch is not a JSON object (state is always an object).
+        InvalidInput: the patch is not a JSON object (state is always an object), or the
+            new document would exceed ``max_bytes`` as JSON.
         PreconditionFailed: ``if_match`` is not the current version.
     """
     if not isinstance(patch, dict):
@@ -308,11 +326,11 @@ def patch_state(
             "state version mismatch",
             details={"expected": if_match, "current": row["state_version"]},
         )
-    state = merge_patch(loads(row["state"]), patch)
+    state, text = merge_json(row["state"], patch, loc=["body"], max_bytes=max_bytes)
     version = row["state_version"] + 1
     conn.execute(
         "UPDATE sessions SET state=?, state_version=?, updated_at=? WHERE pk=?",
-        (dumps(state), version, now, row["pk"]),
+        (text, version, now, row["pk"]),
     )
     return {"state": state, "version": version}
 
@@ -376,11 +394,9 @@ def patch_goal(
     sets: list[str] = []
     params: list[Any] = []
     for name in sorted(patch.model_fields_set):
-        value = getattr(patch, name)
-        if value is None:
-            raise InvalidInput(f"{name} cannot be null", details=[{"loc": [name]}])
+        value = getattr(patch, name)  # never None: GoalPatch refuses nulls
         if name == "metadata":
-            value = dumps(merge_patch(loads(row["metadata"]), value))
+            _, value = merge_json(row["metadata"], value, loc=["body", "metadata"])
         elif name == "status":
             value = value.value
             terminal = value in ("done", "failed", "cancelled")

@@ -12,7 +12,7 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tether.domain.common import INT64_MAX, Count, Strict
+from tether.domain.common import MAX_SAFE_INT, Count, Strict, StrictBool
 from tether.server.bodies import JSONRoute
 from tether.server.deps import ContextDep, ServicesDep
 from tether.server.envelope import ok
@@ -30,7 +30,7 @@ class ReindexIn(Strict):
     """``POST /v1/admin/memory/reindex``: ``all`` re-embeds every memory, else only those
     without a vector of the current embedding model."""
 
-    all: bool = False
+    all: StrictBool = False
 
 
 @router.get("/outbox", operation_id="admin.outbox.list")
@@ -39,7 +39,7 @@ async def list_outbox(
     svc: ServicesDep,
     ctx: ContextDep,
     state: Literal["dead", "pending"] = "dead",
-    after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Embedding jobs in ``state`` (default the dead letters) with attempts and last error."""

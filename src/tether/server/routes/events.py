@@ -9,12 +9,18 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tether.domain.common import INT64_MAX
+from tether.domain.common import MAX_SAFE_INT
 from tether.domain.events import EventBatchIn, EventIn, EventKind, EventsIn
 from tether.server import fastlane
-from tether.server.bodies import JSONRoute, openapi_body, read_json, validate
+from tether.server.bodies import (
+    JSONRoute,
+    idempotency_header,
+    openapi_body,
+    read_json,
+    validate,
+)
 from tether.server.deps import ContextDep, ServicesDep, context_of, services_of
-from tether.server.envelope import ok
+from tether.server.envelope import documented, ok
 
 router = APIRouter(tags=["events"], route_class=JSONRoute)
 
@@ -26,7 +32,8 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (EventIn, EventsIn, EventBatchIn)
     "/v1/sessions/{session_id}/events",
     operation_id="events.append",
     status_code=201,
-    openapi_extra=openapi_body(EventIn, EventsIn),
+    responses=documented(200),
+    openapi_extra=openapi_body(EventIn, EventsIn, idempotency_header=True),
 )
 async def append_events(request: Request, session_id: str) -> Response:
     """Append one event or ``{"events": [...]}`` (up to 1,000) in one transaction.
@@ -36,15 +43,13 @@ async def append_events(request: Request, session_id: str) -> Response:
     is used when the body has none.
     """
     raw = await read_json(request)
+    header_key = idempotency_header(request)
     if isinstance(raw, dict) and "events" in raw:
         events = validate(EventsIn, raw).events
     else:
         one = validate(EventIn, raw)
-        header_key = request.headers.get("idempotency-key")
         if one.idempotency_key is None and header_key is not None:
-            one.idempotency_key = validate(
-                EventIn, {**raw, "idempotency_key": header_key}
-            ).idempotency_key
+            one.idempotency_key = header_key
         events = [one]
     res = await services_of(request).events.append(context_of(request), session_id, events)
     status = 200 if res.duplicates == len(events) else 201
@@ -57,8 +62,10 @@ async def list_events(
     request: Request,
     svc: ServicesDep,
     ctx: ContextDep,
-    after_seq: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
-    kind: Annotated[list[EventKind] | None, Query()] = None,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_SAFE_INT)] = 0,
+    kind: Annotated[
+        list[EventKind] | None, Query(max_length=len(EventKind), description="Any of these kinds.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Events with ``seq > after_seq`` in order; ``next_cursor`` is the next ``after_seq``."""
@@ -70,7 +77,10 @@ async def list_events(
 
 
 @router.post(
-    "/v1/events/batch", operation_id="events.batch", openapi_extra=openapi_body(EventBatchIn)
+    "/v1/events/batch",
+    operation_id="events.batch",
+    responses=documented(404),
+    openapi_extra=openapi_body(EventBatchIn),
 )
 async def ingest_batch(request: Request) -> Response:
     """Sessions (created on first sight), events and ends for many sessions, all or nothing.

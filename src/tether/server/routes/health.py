@@ -18,20 +18,20 @@ router = APIRouter(tags=["health"], route_class=JSONRoute)
 
 
 async def _store_check(svc: ServicesDep) -> dict[str, Any]:
+    """``{name: "store", kind, status: "ok"|"down", latency_ms, detail}``.
+
+    ``down`` while the last write failed for a storage reason (disk full, read-only
+    filesystem...; ``detail`` names it) and no write has succeeded since, or when a read or
+    the write probe fails. See :meth:`SQLiteStore.check`: bounded in time, never raises.
+    """
     t0 = time.perf_counter()
-    try:
-        await svc.store.read(lambda c: c.execute("SELECT 1").fetchone())
-        status = "ok"
-        detail = None
-    except Exception as exc:  # reported, not raised: this is the health endpoint
-        status = "down"
-        detail = str(exc)
+    health = await svc.store.check()
     return {
         "name": "store",
         "kind": "sqlite",
-        "status": status,
+        "status": health.status,
         "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
-        "detail": detail,
+        "detail": health.detail,
     }
 
 
@@ -43,17 +43,26 @@ async def healthz(request: Request) -> Response:
 
 @router.get("/readyz", operation_id="health.ready")
 async def readyz(request: Request, svc: ServicesDep) -> Response:
-    """Ready when every dependency is: 200, else 503 with the failing checks."""
-    checks = [await _store_check(svc)]
-    checks.extend(await svc.extra_checks())
-    if all(c["status"] == "ok" for c in checks):
-        return ok(request, {"status": "ready", "checks": checks})
-    return fail(request.scope, 503, "unavailable", "not ready", {"checks": checks})
+    """503 only when the store is not ready; otherwise 200 with ``status`` ``"ready"``, or
+    ``"degraded"`` when another dependency (the embedder) is ``down``.
+
+    Writes and keyword search work without the embedder (ARCHITECTURE §3), so a load
+    balancer must not pull every replica because a shared embeddings API is down. The
+    embedder check answers from its last known state and never waits on the embedder
+    (see :meth:`MemoryService.embedder_check`).
+    """
+    store = await _store_check(svc)
+    checks = [store, *(await svc.extra_checks())]
+    if store["status"] != "ok":
+        return fail(request.scope, 503, "unavailable", "not ready", {"checks": checks})
+    degraded = any(c["status"] == "down" for c in checks)
+    return ok(request, {"status": "degraded" if degraded else "ready", "checks": checks})
 
 
 @router.get("/v1/deps", operation_id="health.deps")
 async def deps(request: Request, svc: ServicesDep) -> Response:
-    """Each dependency's status and probe latency (ms)."""
+    """Each dependency's status and probe latency (ms); the embedder's from its last known
+    state, without waiting on it (as ``/readyz``)."""
     checks = [await _store_check(svc)]
     checks.extend(await svc.extra_checks())
     return ok(request, {"dependencies": checks})

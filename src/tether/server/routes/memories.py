@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -11,34 +10,65 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from tether.domain.common import INT64_MAX
+from tether.domain.common import MAX_SAFE_INT, ClientId, Tag, Timestamp
 from tether.domain.time import to_ms
 from tether.errors import InvalidInput
-from tether.memory.schemas import MemoryBatchIn, MemoryImport, MemoryIn, MemoryPatch, SearchIn
-from tether.server.bodies import JSONRoute, openapi_body, parse_cursor, read_json, validate
+from tether.memory.schemas import (
+    Kind,
+    MemoryBatchIn,
+    MemoryImport,
+    MemoryIn,
+    MemoryPatch,
+    Namespace,
+    SearchIn,
+)
+from tether.server.bodies import (
+    CursorQ,
+    JSONRoute,
+    idempotency_header,
+    openapi_body,
+    parse_cursor,
+    read_json,
+    validate,
+)
 from tether.server.deps import ContextDep, ServicesDep, context_of, services_of
-from tether.server.envelope import ok
+from tether.server.envelope import documented, ok
 from tether.server.errors import field_errors
 from tether.store.sql_memory import MemoryFilter
 
 router = APIRouter(tags=["memory"], route_class=JSONRoute)
 
 #: Request models whose schemas the OpenAPI document must carry (see bodies.py).
-BODY_MODELS: list[type[BaseModel]] = [MemoryIn, MemoryBatchIn, SearchIn]
+BODY_MODELS: list[type[BaseModel]] = [MemoryIn, MemoryBatchIn, SearchIn, MemoryImport]
 
 _NDJSON = "application/x-ndjson"
 
 
+#: OpenAPI links (3.1 §4.8.20) from a created memory to the operations on it, so clients
+#: and fuzzers know where ``memory_id`` comes from.
+_MEMORY_LINKS = {
+    name: {"operationId": op, "parameters": {"memory_id": "$response.body#/data/memory/id"}}
+    for name, op in (
+        ("GetMemory", "memories.get"),
+        ("UpdateMemory", "memories.update"),
+        ("DeleteMemory", "memories.delete"),
+        ("MemoryHistory", "memories.history"),
+    )
+}
+
+
 # Query parameters shared by browse and export.
-NamespaceQ = Annotated[list[str] | None, Query(description="Namespace(s); any of them.")]
-KindQ = Annotated[list[str] | None, Query(description="Kind(s); any of them.")]
-TagQ = Annotated[list[str] | None, Query(description="Tag(s); all of them.")]
-SessionQ = Annotated[str | None, Query(description="source_session_id equals.")]
+NamespaceQ = Annotated[
+    list[Namespace] | None, Query(max_length=100, description="Namespace(s); any of them.")
+]
+KindQ = Annotated[list[Kind] | None, Query(max_length=50, description="Kind(s); any of them.")]
+TagQ = Annotated[list[Tag] | None, Query(max_length=50, description="Tag(s); all of them.")]
+SessionQ = Annotated[ClientId | None, Query(description="source_session_id equals.")]
 TextQ = Annotated[
     str | None, Query(max_length=1000, description="Case-insensitive text substring.")
 ]
-SinceQ = Annotated[datetime | None, Query(description="occurred_at (else created_at) >=.")]
-UntilQ = Annotated[datetime | None, Query(description="occurred_at (else created_at) <=.")]
+SinceQ = Annotated[Timestamp | None, Query(description="occurred_at (else created_at) >=.")]
+UntilQ = Annotated[Timestamp | None, Query(description="occurred_at (else created_at) <=.")]
 
 
 async def browse_filter(
@@ -73,7 +103,11 @@ BrowseFilter = Annotated[MemoryFilter, Depends(browse_filter)]
     "/v1/memories",
     operation_id="memories.create",
     status_code=201,
-    openapi_extra=openapi_body(MemoryIn),
+    responses={
+        **documented(200, 409),
+        201: {"links": _MEMORY_LINKS},
+    },
+    openapi_extra=openapi_body(MemoryIn, idempotency_header=True),
 )
 async def create_memory(request: Request) -> Response:
     """Remember one memory: 201 with ``{memory, created, deduplicated, replayed}``.
@@ -83,7 +117,7 @@ async def create_memory(request: Request) -> Response:
     returns the original outcome (200, ``replayed: true``).
     """
     raw = await read_json(request)
-    header_key = request.headers.get("idempotency-key")
+    header_key = idempotency_header(request)
     if isinstance(raw, dict) and header_key is not None and raw.get("idempotency_key") is None:
         raw = {**raw, "idempotency_key": header_key}
     item = validate(MemoryIn, raw)
@@ -92,7 +126,10 @@ async def create_memory(request: Request) -> Response:
 
 
 @router.post(
-    "/v1/memories/batch", operation_id="memories.batch", openapi_extra=openapi_body(MemoryBatchIn)
+    "/v1/memories/batch",
+    operation_id="memories.batch",
+    responses=documented(409),
+    openapi_extra=openapi_body(MemoryBatchIn),
 )
 async def create_batch(request: Request) -> Response:
     """Remember up to 1,000 items in one transaction; any bad item is a 422 and nothing is
@@ -126,7 +163,18 @@ async def search(request: Request) -> Response:
     return response
 
 
-@router.get("/v1/memories/export", operation_id="memories.export")
+class NDJSONStream(StreamingResponse):
+    """A streamed NDJSON body (one JSON value per line; not enveloped)."""
+
+    media_type = _NDJSON
+
+
+@router.get(
+    "/v1/memories/export",
+    operation_id="memories.export",
+    response_class=NDJSONStream,
+    responses={200: {"description": "NDJSON, one memory per line."}},
+)
 async def export(
     svc: ServicesDep,
     ctx: ContextDep,
@@ -139,7 +187,7 @@ async def export(
     ``embedding: {model, dim, vector}`` (base64 of little-endian float32), which an import
     into a server with the same model stores instead of embedding the text again.
     """
-    return StreamingResponse(svc.memory.export(ctx, f, vectors=vectors), media_type=_NDJSON)
+    return NDJSONStream(svc.memory.export(ctx, f, vectors=vectors))
 
 
 @router.post(
@@ -148,8 +196,18 @@ async def export(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {_NDJSON: {"schema": {"type": "string", "format": "binary"}}},
-        }
+            "description": "NDJSON: one MemoryImport object per line (the export's shape).",
+            "content": {
+                _NDJSON: {
+                    "schema": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/MemoryImport"},
+                        "minItems": 1,
+                    }
+                }
+            },
+        },
+        "x-tether-models": ["MemoryImport"],
     },
 )
 async def import_memories(request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
@@ -159,16 +217,24 @@ async def import_memories(request: Request, svc: ServicesDep, ctx: ContextDep) -
     (of the server's model) was stored instead of queueing the text for embedding."""
     items: list[MemoryImport] = []
     errors: list[dict[str, Any]] = []
+    model, dim = svc.memory.embedder.name, svc.memory.embedder.dim
     for number, line in enumerate((await request.body()).splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            items.append(MemoryImport.model_validate(orjson.loads(line)))
+            item = MemoryImport.model_validate(orjson.loads(line))
+            if item.embedding is not None and item.embedding.model == model:
+                item.embedding.values(dim)
+            items.append(item)
         except orjson.JSONDecodeError as exc:
             errors.append({"loc": ["body", number], "msg": str(exc), "type": "json_invalid"})
         except ValidationError as exc:
             for e in field_errors(exc.errors()):
                 errors.append({**e, "loc": ["body", number, *e["loc"]]})
+        except ValueError as exc:  # an embedding of this server's model that does not fit
+            errors.append(
+                {"loc": ["body", number, "embedding"], "msg": str(exc), "type": "value_error"}
+            )
     if errors:
         raise InvalidInput("import validation failed", details=errors[:100])
     if not items:
@@ -182,7 +248,7 @@ async def browse(
     svc: ServicesDep,
     ctx: ContextDep,
     f: BrowseFilter,
-    cursor: str | None = None,
+    cursor: CursorQ = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     """Memories newest first, filtered; ``next_cursor`` pages on."""
@@ -202,7 +268,7 @@ async def get_memory(
     return ok(request, await svc.memory.get(ctx, memory_id, include_deleted=include_deleted))
 
 
-@router.patch("/v1/memories/{memory_id}", operation_id="memories.update")
+@router.patch("/v1/memories/{memory_id}", operation_id="memories.update", responses=documented(409))
 async def patch_memory(
     memory_id: str, body: MemoryPatch, request: Request, svc: ServicesDep, ctx: ContextDep
 ) -> Response:
@@ -222,10 +288,17 @@ async def delete_memory(
 
 @router.get("/v1/memories/{memory_id}/history", operation_id="memories.history")
 async def memory_history(
-    memory_id: str, request: Request, svc: ServicesDep, ctx: ContextDep
+    memory_id: str,
+    request: Request,
+    svc: ServicesDep,
+    ctx: ContextDep,
+    after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    """Every change of the memory in lsn order: ``{items: [{lsn, op, version, at, memory}]}``."""
-    return ok(request, {"items": await svc.memory.history(ctx, memory_id)})
+    """The memory's changes with ``lsn > after`` in lsn order:
+    ``{items: [{lsn, op, version, at, memory}], next_after}`` (``null`` on the last page)."""
+    items, nxt = await svc.memory.history(ctx, memory_id, after=after, limit=limit)
+    return ok(request, {"items": items, "next_after": nxt})
 
 
 @router.get("/v1/memory/changes", operation_id="memory.changes")
@@ -233,7 +306,7 @@ async def changes(
     request: Request,
     svc: ServicesDep,
     ctx: ContextDep,
-    after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """The change feed: adds, updates, deletes and purges with ``lsn > after`` in lsn order.

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Header, Query
+from pydantic import StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tether.domain.common import ClientId, ShortText, Tag, Timestamp, check_json_depth
 from tether.domain.sessions import (
     AgentSpawnIn,
     GoalIn,
@@ -21,28 +22,40 @@ from tether.domain.sessions import (
 )
 from tether.domain.time import to_ms
 from tether.errors import InvalidInput
-from tether.server.bodies import JSONRoute, parse_cursor
+from tether.server.bodies import CursorQ, JSONRoute, parse_cursor, parse_decimal, read_json
 from tether.server.deps import ContextDep, ServicesDep
-from tether.server.envelope import ok
+from tether.server.envelope import documented, ok
 from tether.store.sql_sessions import SessionFilter
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=JSONRoute)
 
+FilterText = Annotated[ShortText | None, Query(description="Equals (exact match).")]
+
+
+# What _if_match accepts, also stated in the OpenAPI document.
+_IF_MATCH = r'^ *(\*|(W/)?"?[0-9]{1,15}"?) *$'
+
 
 def _if_match(value: str | None) -> int | None:
-    """``If-Match: 3``, ``"3"`` or ``W/"3"`` -> 3 (RFC 9110 §13.1.1 entity tags)."""
+    """``If-Match: 3``, ``"3"`` or ``W/"3"`` -> 3 (RFC 9110 §13.1.1 entity tags); ``*`` or
+    absent -> ``None`` (unconditional).
+
+    Raises:
+        InvalidInput: anything else, or a version beyond 64 bits (422).
+    """
     if value is None or value.strip() == "*":
         return None
     tag = value.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
-        raise InvalidInput(
-            "If-Match must carry the state version, e.g. If-Match: 3",
-            details=[{"loc": ["header", "If-Match"]}],
-        )
-    return int(tag)
+    return parse_decimal(
+        tag,
+        ["header", "If-Match"],
+        "If-Match must carry the state version, e.g. If-Match: 3",
+    )
 
 
-@router.post("", operation_id="sessions.create", status_code=201)
+@router.post(
+    "", operation_id="sessions.create", status_code=201, responses=documented(200, 404, 409)
+)
 async def create_session(
     body: SessionIn, request: Request, svc: ServicesDep, ctx: ContextDep
 ) -> Response:
@@ -57,13 +70,13 @@ async def list_sessions(
     svc: ServicesDep,
     ctx: ContextDep,
     status: SessionStatus | None = None,
-    agent: str | None = None,
-    user_id: str | None = None,
-    tag: str | None = None,
-    parent_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    cursor: str | None = None,
+    agent: FilterText = None,
+    user_id: FilterText = None,
+    tag: Annotated[Tag | None, Query(description="Sessions carrying this tag.")] = None,
+    parent_id: Annotated[ClientId | None, Query(description="Children of this session.")] = None,
+    since: Annotated[Timestamp | None, Query(description="created_at >= (RFC 3339).")] = None,
+    until: Annotated[Timestamp | None, Query(description="created_at < (RFC 3339).")] = None,
+    cursor: CursorQ = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     """Sessions newest first, filtered; ``next_cursor`` pages on."""
@@ -96,7 +109,7 @@ async def patch_session(
     return ok(request, await svc.sessions.patch(ctx, session_id, body))
 
 
-@router.post("/{session_id}/end", operation_id="sessions.end")
+@router.post("/{session_id}/end", operation_id="sessions.end", responses=documented(409))
 async def end_session(
     session_id: str,
     request: Request,
@@ -132,6 +145,7 @@ async def get_state(
 @router.patch(
     "/{session_id}/state",
     operation_id="sessions.state.patch",
+    responses=documented(412),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -147,21 +161,29 @@ async def patch_state(
     request: Request,
     svc: ServicesDep,
     ctx: ContextDep,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: Annotated[
+        Annotated[str, StringConstraints(pattern=_IF_MATCH)] | SkipJsonSchema[None],
+        Header(description='The state version: 3, "3" or W/"3" (RFC 9110 entity tag); * is any.'),
+    ] = None,
 ) -> Response:
     """Apply a JSON Merge Patch (RFC 7386). ``If-Match: <version>`` makes it conditional:
     a stale version gets 412."""
-    raw = await request.body()
+    patch = await read_json(request)
     try:
-        patch = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput("body is not valid JSON", details=[{"msg": str(exc)}]) from None
+        check_json_depth(patch)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), details=[{"loc": ["body"], "type": "too_deep"}]) from None
     data = await svc.sessions.patch_state(ctx, session_id, patch, if_match=_if_match(if_match))
     return _state_response(request, data)
 
 
 # -- goals --------------------------------------------------------------------------------
-@router.post("/{session_id}/goals", operation_id="sessions.goals.create", status_code=201)
+@router.post(
+    "/{session_id}/goals",
+    operation_id="sessions.goals.create",
+    status_code=201,
+    responses=documented(200, 409),
+)
 async def add_goal(
     session_id: str, body: GoalIn, request: Request, svc: ServicesDep, ctx: ContextDep
 ) -> Response:
@@ -184,7 +206,12 @@ async def patch_goal(
 
 
 # -- sub-agents ---------------------------------------------------------------------------
-@router.post("/{session_id}/agents", operation_id="sessions.agents.spawn", status_code=201)
+@router.post(
+    "/{session_id}/agents",
+    operation_id="sessions.agents.spawn",
+    status_code=201,
+    responses=documented(200, 409),
+)
 async def spawn_agent(
     session_id: str, body: AgentSpawnIn, request: Request, svc: ServicesDep, ctx: ContextDep
 ) -> Response:
