@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 7117
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench clean services
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,29 @@ install: $(STAMP)
 run: install
 	PORT=$(PORT) scripts/run.sh
 
-test: lint
+test: lint services
 	$(PY) -m pytest
+
+# Debian's redis-server for the Redis tests (PostgreSQL comes from a wheel in .[dev]).
+# Idempotent; without apt or root it says so, and the Redis tests skip (or fail under
+# TETHER_REQUIRE_SERVICES=1, as in CI). `make run` never needs it.
+services:
+	@command -v redis-server >/dev/null && exit 0; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "services: redis-server is not installed and apt-get is not available: install Redis 7 to run the Redis tests"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
+		echo "services: installing redis-server needs root (or sudo): apt-get install redis-server"; exit 0; fi; \
+	echo "services: installing Debian's redis-server"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$SUDO apt-get install -y -qq redis-server >/dev/null 2>&1 \
+		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; } \
+		|| echo "services: apt-get could not install redis-server: the Redis tests will not run"
 
 lint: install
 	$(VENV)/bin/ruff check src tests clients/python benchmarks
 	$(VENV)/bin/ruff format --check src tests clients/python benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff check --fix src tests clients/python benchmarks

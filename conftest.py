@@ -1,8 +1,15 @@
-"""Fixtures shared by every test tree: a real ``tether serve`` process on a free port.
+"""Fixtures shared by every test tree: real ``tether serve`` processes, on SQLite and on
+PostgreSQL, and the PostgreSQL and Redis services they use.
 
 Integration tests (ours and the SDK's) talk to the server over real HTTP; the server runs
 as a subprocess (:class:`tether.testing.TetherServer`) so SIGKILL drills kill exactly
-what a crash would.
+what a crash would. ``server`` is parametrised over the store backends: every test that
+uses it (or ``http``) runs on a SQLite file and on a PostgreSQL database (``[postgres]``,
+marked ``postgres``: ``pytest -m "not postgres"`` runs the SQLite half alone).
+
+PostgreSQL and Redis are started once per session (``tests/services.py``); where one
+cannot start, its tests are skipped with the reason, or fail under
+``TETHER_REQUIRE_SERVICES=1`` (CI).
 """
 
 from __future__ import annotations
@@ -12,19 +19,52 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.services import (
+    BACKENDS,
+    PostgresService,
+    RedisService,
+    ServiceUnavailable,
+    skip_or_fail,
+    start_postgres,
+    start_redis,
+    store_url,
+)
 
 from tether.testing import TetherServer
 
 ServerFactory = Callable[..., TetherServer]
 
 
+@pytest.fixture(scope="session")
+def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisService]:
+    """One ``redis-server`` for the session."""
+    try:
+        svc = start_redis(tmp_path_factory.mktemp("redis"))
+    except ServiceUnavailable as exc:
+        skip_or_fail(exc)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresService]:
+    """One PostgreSQL 18 (with pgvector) for the session; tests take a database each."""
+    try:
+        svc = start_postgres(tmp_path_factory.mktemp("postgres"))
+    except ServiceUnavailable as exc:
+        skip_or_fail(exc)
+    yield svc
+    svc.stop()
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
-    """Start servers on demand: ``server_factory(db=None, env=None)``; all stop at teardown."""
+    """Start servers on demand: ``server_factory(db=None, env=None)`` (``db``: a SQLite
+    file or a store URL); all stop at teardown."""
     made: list[TetherServer] = []
 
-    def make(db: Path | None = None, env: dict[str, str] | None = None) -> TetherServer:
-        srv = TetherServer(db or tmp_path / "tether.db", env=env)
+    def make(db: Path | str | None = None, env: dict[str, str] | None = None) -> TetherServer:
+        srv = TetherServer(db or tmp_path / "tether.db", env=env, home=tmp_path)
         made.append(srv)
         return srv.start()
 
@@ -33,10 +73,20 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServer]:
-    """One running server per test module, on a fresh database."""
-    srv = TetherServer(tmp_path_factory.mktemp("tether") / "tether.db").start()
+@pytest.fixture(params=BACKENDS)
+def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Fresh storage on the backend under test: a SQLite file path, or the URL of a new
+    PostgreSQL database (for tests that start their own servers)."""
+    return store_url(request, request.param, tmp_path)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TetherServer]:
+    """One running server per test module and backend, on a fresh store."""
+    home = tmp_path_factory.mktemp("tether")
+    srv = TetherServer(store_url(request, request.param, home), home=home).start()
     yield srv
     srv.stop()
 

@@ -403,7 +403,7 @@ async def stage_breakdown(
     from tether.memory.embedders import OnnxMiniLMEmbedder
     from tether.memory.ranking import RankingParams
     from tether.memory.recall import Recall, search_filter
-    from tether.memory.schemas import SearchIn
+    from tether.domain.memories import SearchIn
     from tether.memory.vectors import VectorIndex
     from tether.services.memory import MemoryService
     from tether.store import sql_recall as qr

@@ -26,8 +26,19 @@ class Settings(BaseSettings):
         default_factory=_default_home,
         description="Data directory; the default database lives here as tether.db.",
     )
-    db: Path | None = Field(
-        default=None, description="SQLite database file; defaults to <home>/tether.db."
+    db: str | None = Field(
+        default=None,
+        description=(
+            "The store: sqlite:///PATH, a bare file path (SQLite), or postgresql://... "
+            "(libpq URI, Unix-socket hosts too); defaults to SQLite at <home>/tether.db."
+        ),
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description=(
+            "Redis for the change bus between replicas (redis://, rediss:// or unix://); "
+            "unset: the in-process bus of a single server."
+        ),
     )
     host: str = Field(default="127.0.0.1", description="Address `tether serve` binds to.")
     port: int = Field(default=7117, ge=0, le=65535, description="TCP port `tether serve` binds to.")
@@ -115,6 +126,22 @@ class Settings(BaseSettings):
     )
 
     @property
+    def store_url(self) -> str:
+        """The store as a URL: ``postgresql://...`` as given, else ``sqlite:///<path>``."""
+        if self.db is not None and self.db.startswith(("postgresql://", "postgres://")):
+            return self.db
+        return f"sqlite:///{self.db_path}"
+
+    @property
     def db_path(self) -> Path:
-        """The SQLite file in use: ``db`` if set, else ``<home>/tether.db``."""
-        return self.db if self.db is not None else self.home / "tether.db"
+        """The SQLite file: ``db`` (a path or ``sqlite:///path``) if set, else
+        ``<home>/tether.db``.
+
+        Raises:
+            ValueError: ``db`` names a PostgreSQL database.
+        """
+        if self.db is None:
+            return self.home / "tether.db"
+        if self.db.startswith(("postgresql://", "postgres://")):
+            raise ValueError("db is a PostgreSQL URL, not a SQLite file")
+        return Path(self.db.removeprefix("sqlite:///").removeprefix("sqlite://"))

@@ -51,20 +51,39 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 class TetherServer:
-    """A ``tether serve`` subprocess on ``127.0.0.1:<port>`` with its own database file.
+    """A ``tether serve`` subprocess on ``127.0.0.1:<port>`` with its own store.
+
+    Args:
+        db: a SQLite database file, or a store URL (``postgresql://...``; then ``home``
+            is required).
+        home: ``TETHER_HOME`` and where the log goes (default: the database's folder).
 
     The child gets the caller's environment without any ``TETHER_*`` variable (so a
-    developer's settings cannot leak into a test), plus ``TETHER_HOME`` = the database's
-    folder and ``env``. Its output goes to ``server-<port>.log`` beside the database.
+    developer's settings cannot leak into a test), plus ``TETHER_HOME`` and ``env``. Its
+    output goes to ``server-<port>.log`` in ``home``.
     """
 
-    def __init__(self, db: Path, *, port: int | None = None, env: dict[str, str] | None = None):
-        self.db = Path(db)
+    def __init__(
+        self,
+        db: Path | str,
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        home: Path | None = None,
+    ):
+        if isinstance(db, str) and "://" in db:  # a store URL (postgresql://...)
+            if home is None:
+                raise ValueError("a server on a store URL needs home= (its folder)")
+            self.db: Path | str = db
+        else:
+            self.db = Path(db)
+            home = home or self.db.parent
+        self.home = home
         self.port = port or free_port()
         base = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-        self.env = {**base, "TETHER_HOME": str(self.db.parent), **(env or {})}
+        self.env = {**base, "TETHER_HOME": str(home), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = self.db.parent / f"server-{self.port}.log"
+        self.log_path = home / f"server-{self.port}.log"
 
     @property
     def url(self) -> str:
@@ -77,7 +96,7 @@ class TetherServer:
             RuntimeError: the process exited or did not answer within ``timeout`` seconds
                 (the message ends with the tail of its log).
         """
-        self.db.parent.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             cmd = [sys.executable, "-m", "tether", "serve", "--port", str(self.port)]
             self.proc = subprocess.Popen(

@@ -38,8 +38,8 @@ def _writer(url: str, sid: str, acked: list[str], stop: threading.Event) -> None
             n += len(keys)
 
 
-def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
-    srv = TetherServer(tmp_path / "crash.db").start()
+def test_acknowledged_events_survive_sigkill(fresh_store: str, tmp_path: Path) -> None:
+    srv = TetherServer(fresh_store, home=tmp_path).start()
     try:
         sessions = [f"crash-{i}" for i in range(_WRITERS)]
         with httpx.Client(base_url=srv.url) as c:

@@ -139,8 +139,7 @@ def test_hung_embedder_searches_degrade_fast_and_readiness_answers_at_once(
         # The first search waited for the embedder until the budget cut it, and says so;
         # once the breaker opened, searches skip the embedder and say that instead.
         assert 'embed;desc="timeout"' in timing[0]
-        cut = dict(p.strip().split(";dur=") for p in timing[0].split(","))
-        assert float(cut['embed;desc="timeout"']) >= 300
+        # (How long it waited is printed below, not asserted: no timed assertions.)
         assert any('embed;desc="breaker open"' in t for t in timing)
 
         walls = [wall for wall, _, _ in results]

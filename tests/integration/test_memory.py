@@ -520,11 +520,11 @@ def test_cli_reindex_re_embeds_and_waits_for_the_backlog(
 
 
 def test_access_statistics_not_yet_flushed_are_written_at_shutdown(
-    server_factory: Callable[..., TetherServer],
+    server_factory: Callable[..., TetherServer], fresh_store: str
 ) -> None:
     """Searches coalesce access statistics for up to a second; a graceful stop (SIGTERM)
     writes what is pending, so a restart sees every access."""
-    srv = server_factory()
+    srv = server_factory(db=fresh_store)
     with httpx.Client(base_url=srv.url, timeout=30) as client:
         mem_id = _remember(client, namespace="acc", text="the harbour pilot boards at dawn").json()[
             "data"

@@ -102,15 +102,16 @@ def _search(http: httpx.Client, **body: Any) -> dict[str, Any]:
 
 
 def test_outage_then_recovery_then_poison_job_dead_letter_and_replay(
-    api: FakeEmbeddingsAPI, server_factory: Callable[..., TetherServer]
+    api: FakeEmbeddingsAPI, server_factory: Callable[..., TetherServer], fresh_store: str
 ) -> None:
     srv = server_factory(
+        db=fresh_store,
         env={
             "TETHER_EMBEDDER": f"openai:minilm@{api.url}",
             "TETHER_INDEXER_RETRY_BASE_MS": "50",
             "TETHER_INDEXER_RETRY_MAX_MS": "400",
             "TETHER_INDEXER_MAX_ATTEMPTS": "3",
-        }
+        },
     )
     texts = [
         "Caroline adopted a golden retriever puppy last spring",

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.services import BACKENDS, store_url
 from tether.testing import TetherServer
 
 pytestmark = pytest.mark.slow
@@ -24,10 +25,15 @@ CAP = 65_536
 SLACK = 2
 
 
-@pytest.fixture(scope="module")
-def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def http(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
+    home = tmp_path_factory.mktemp("pages")
     srv = TetherServer(
-        tmp_path_factory.mktemp("pages") / "tether.db", env={"TETHER_MAX_PAGE_BYTES": str(CAP)}
+        store_url(request, request.param, home),
+        home=home,
+        env={"TETHER_MAX_PAGE_BYTES": str(CAP)},
     ).start()
     with httpx.Client(base_url=srv.url, timeout=60) as client:
         yield client

@@ -17,16 +17,32 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
+from tether.domain.memories import MemoryIn, SearchIn
 from tether.errors import EmbedderUnavailable
 from tether.memory.embedders import Embedder, FloatMatrix
+from tether.memory.follower import IndexFollower
+from tether.memory.postings import KeywordIndex
 from tether.memory.query_embedder import OPEN_AFTER, Breaker, QueryEmbedder
 from tether.memory.ranking import RankingParams
 from tether.memory.recall import Recall
-from tether.memory.schemas import MemoryIn, SearchIn
 from tether.memory.vectors import VectorIndex
 from tether.services.memory import MemoryService
-from tether.store import sql_memory as qm
+from tether.store.base import Store
 from tether.store.sqlite import SQLiteStore
+
+
+def _recall(store: Store, embedder: Embedder, queries: QueryEmbedder) -> Recall:
+    index, keywords = VectorIndex(hnsw_threshold=10), KeywordIndex()
+    follower = IndexFollower(store, keywords, index, model=embedder.name)
+    return Recall(
+        store,
+        embedder,
+        index,
+        params=RankingParams(),
+        keywords=keywords,
+        follower=follower,
+        queries=queries,
+    )
 
 
 class FakeClock:
@@ -240,19 +256,17 @@ def test_search_degrades_to_bm25_within_the_budget_and_vector_mode_is_a_503(
         store = SQLiteStore(tmp_path / "r.db")
         await store.start()
         queries = QueryEmbedder(fake, budget_ms=50)
-        recall = Recall(
-            store, fake, VectorIndex(hnsw_threshold=10), params=RankingParams(), queries=queries
-        )
+        recall = _recall(store, fake, queries)
         try:
             item = MemoryIn(namespace="n", text="the harbour pilot boards at dawn")
-            await store.write(lambda c: qm.remember(c, "t", [item], now=1))
+            await store.remember("t", [item], now=1)
             body = SearchIn(namespace="n", query="harbour pilot")
             out = await recall.search("t", body, now=2)
             assert not fake.gate.is_set()  # answered while the embedder hangs
             assert out.degraded is True
             assert out.embed_miss == "timeout"
             assert out.timings["embed"] >= 50
-            assert [r["memory"]["text"] for r in out.results] == [item.text]
+            assert [r.memory.text for r in out.results] == [item.text]
             with pytest.raises(EmbedderUnavailable, match="no query vector"):
                 await recall.search(
                     "t", SearchIn(namespace="n", query="dawn", mode="vector"), now=2
@@ -275,9 +289,8 @@ def test_the_readiness_check_never_waits_on_a_hung_embedder() -> None:
     fake.gate.clear()
     queries = QueryEmbedder(fake, budget_ms=50)
     no_store = cast(Any, None)  # the check never reads the store
-    index = VectorIndex(hnsw_threshold=10)
-    recall = Recall(no_store, fake, index, params=RankingParams(), queries=queries)
-    service = MemoryService(no_store, fake, index, recall)
+    recall = _recall(no_store, fake, queries)
+    service = MemoryService(no_store, fake, recall.index, recall)
 
     async def main() -> None:
         first = await service.embedder_check()

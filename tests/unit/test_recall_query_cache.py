@@ -1,18 +1,14 @@
-"""Recall's small query-vector cache: a repeated question is embedded once, per model."""
+"""The query embedder's small vector cache: a repeated question is embedded once, per model."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, cast
 
 import numpy as np
 
 from tether.memory.embedders import Embedder, FloatMatrix
-from tether.memory.query_embedder import _QUERY_CACHE
-from tether.memory.ranking import RankingParams
-from tether.memory.recall import Recall
-from tether.memory.vectors import VectorIndex
+from tether.memory.query_embedder import _QUERY_CACHE, QueryEmbedder
 
 
 class _Counting(Embedder):
@@ -31,23 +27,21 @@ class _Counting(Embedder):
 
 def test_repeated_queries_are_embedded_once_and_the_cache_is_bounded() -> None:
     embedder = _Counting()
-    recall = Recall(
-        cast(Any, None), embedder, VectorIndex(hnsw_threshold=10), params=RankingParams()
-    )
+    queries = QueryEmbedder(embedder)
 
     async def run() -> None:
-        await recall.queries.embed("where did we go?")
-        await recall.queries.embed("where did we go?")
+        await queries.embed("where did we go?")
+        await queries.embed("where did we go?")
         assert embedder.calls == ["where did we go?"]
         for i in range(_QUERY_CACHE + 1):
-            await recall.queries.embed(f"q{i}")
-        await recall.queries.embed("where did we go?")  # evicted (least recently used)
+            await queries.embed(f"q{i}")
+        await queries.embed("where did we go?")  # evicted (least recently used)
         assert embedder.calls.count("where did we go?") == 2
         embedder.name = "other-model"  # another model never reuses a vector
-        await recall.queries.embed("where did we go?")
+        await queries.embed("where did we go?")
         assert embedder.calls.count("where did we go?") == 3
 
     try:
         asyncio.run(run())
     finally:
-        recall.queries.close()
+        queries.close()

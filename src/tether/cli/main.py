@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -41,18 +40,23 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default: 7117).")] = None,
     db: Annotated[
-        Path | None, typer.Option(help="SQLite file (default: $TETHER_HOME/tether.db).")
+        str | None,
+        typer.Option(
+            help="The store: a SQLite file or sqlite:///PATH (default: $TETHER_HOME/tether.db), "
+            "or postgresql://..."
+        ),
     ] = None,
 ) -> None:
     """Run the Tether server (HTTP API) until interrupted.
 
-    Exits with code 1 and one line on stderr when the database's directory or file cannot
-    be written (checked before anything starts), 2 for a non-loopback address.
+    Exits with code 1 and one line on stderr when the store cannot be opened (a SQLite
+    file or folder that cannot be written, a PostgreSQL server that does not answer or
+    refuses the login; checked before anything starts), 2 for a non-loopback address.
     """
     import uvicorn
 
+    from tether.container import preflight
     from tether.server.app import create_app
-    from tether.store import check_writable
 
     overrides: dict[str, object] = {}
     if host is not None:
@@ -70,9 +74,11 @@ def serve(
         )
         raise typer.Exit(code=2)
     try:
-        check_writable(settings.db_path)
+        preflight(settings)
     except Unavailable as exc:
-        typer.echo(f"tether: {exc.message}; set TETHER_HOME or --db to a writable path", err=True)
+        sqlite = settings.store_url.startswith("sqlite:")
+        hint = "; set TETHER_HOME or --db to a writable path" if sqlite else ""
+        typer.echo(f"tether: {exc.message}{hint}", err=True)
         raise typer.Exit(code=1) from None
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

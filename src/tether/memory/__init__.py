@@ -1,5 +1,6 @@
-"""Long-term memory: embedders, keyword queries, hybrid ranking, the vector index and the
-indexer that drains the embedding outbox. See docs/memory.md."""
+"""Long-term memory: embedders, hybrid ranking, the in-process indexes that follow the
+store's memory feed, and the indexer that drains the embedding outbox. No SQL here: the
+store contract (``tether.store.base``) is the only way in. See docs/memory.md."""
 
 from tether.memory.embedders import (
     DEFAULT_EMBEDDER_SPEC,
@@ -8,42 +9,27 @@ from tether.memory.embedders import (
     OpenAICompatibleEmbedder,
     build_embedder,
 )
-from tether.memory.fts import FTS_TABLE_DDL, build_match_query
+from tether.memory.follower import IndexFollower
 from tether.memory.indexer import Indexer
+from tether.memory.postings import KeywordIndex
 from tether.memory.ranking import DEFAULT_PARAMS, MemoryFeatures, RankedMemory, RankingParams, rank
 from tether.memory.recall import Recall
-from tether.memory.schemas import (
-    MemoryBatchIn,
-    MemoryImport,
-    MemoryIn,
-    MemoryPatch,
-    SearchFilters,
-    SearchIn,
-    content_hash,
-)
 from tether.memory.vectors import VectorIndex
 
 __all__ = [
     "DEFAULT_EMBEDDER_SPEC",
     "DEFAULT_PARAMS",
-    "FTS_TABLE_DDL",
     "Embedder",
+    "IndexFollower",
     "Indexer",
-    "MemoryBatchIn",
+    "KeywordIndex",
     "MemoryFeatures",
-    "MemoryImport",
-    "MemoryIn",
-    "MemoryPatch",
     "OnnxMiniLMEmbedder",
     "OpenAICompatibleEmbedder",
     "RankedMemory",
     "RankingParams",
     "Recall",
-    "SearchFilters",
-    "SearchIn",
     "VectorIndex",
     "build_embedder",
-    "build_match_query",
-    "content_hash",
     "rank",
 ]

@@ -3,8 +3,10 @@
 One asyncio task per server (started in the app lifespan). Each round it reads up to
 ``8 x batch_size`` due jobs, sorts them by text length, and per ``batch_size`` of them
 embeds the texts off the event loop (``asyncio.to_thread``), commits the vectors (float32,
-with the model name) and deletes the jobs in one ``store.write``, then adds the vectors to
-the :class:`~tether.memory.vectors.VectorIndex`.
+with the model name) and deletes the jobs in one store write; each stored vector logs a
+``memory.embedded`` change, which every replica's vector index follows
+(:class:`~tether.memory.follower.IndexFollower`). Jobs are claimed with a lease, so the
+indexers of several replicas drain one outbox without embedding a text twice.
 A write wakes it at once (:meth:`Indexer.wake`), so a new memory is vector-searchable
 within one embedding batch (~10-150 ms with the default embedder).
 
@@ -35,9 +37,7 @@ import numpy as np
 from tether.domain.time import now_ms
 from tether.errors import EmbedderUnavailable
 from tether.memory.embedders import Embedder, FloatMatrix
-from tether.memory.vectors import VectorIndex
-from tether.store import sql_outbox as qo
-from tether.store.sqlite import SQLiteStore
+from tether.store.base import EmbeddedJob, Job, Store
 
 __all__ = ["Indexer"]
 
@@ -51,8 +51,13 @@ _EMBED_CHUNK = 16
 # Batches read from the outbox per round when that many are due (see run_once).
 _WINDOW = 8
 # When idle with nothing scheduled, re-check the outbox this often (s): covers jobs queued by
-# another process (e.g. an import run against the same file) that cannot wake us.
+# another process or replica (whose writes do not wake this one).
 _IDLE_POLL_S = 5.0
+# How long claimed jobs stay hidden from other indexers (ms): a window of _WINDOW batches
+# of long texts embeds in well under a minute on the reference box (35 texts/s worst
+# case), and a remote embedder's calls time out at 30 s. If this indexer dies, another
+# replica's takes the jobs over once the lease ends.
+_LEASE_MS = 5 * 60 * 1000
 
 
 class Indexer:
@@ -61,7 +66,6 @@ class Indexer:
     Args:
         store: The store holding the outbox and vectors.
         embedder: The embedder; its ``name`` is stored with each vector.
-        index: The in-process vector index to keep current.
         batch_size: Jobs per round (``Settings.indexer_batch_size``).
         max_attempts: Attempts before a poison job is dead-lettered.
         retry_base_ms: First retry delay; doubles per attempt (or per failed outage probe).
@@ -70,9 +74,8 @@ class Indexer:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         embedder: Embedder,
-        index: VectorIndex,
         *,
         batch_size: int,
         max_attempts: int,
@@ -81,7 +84,6 @@ class Indexer:
     ) -> None:
         self.store = store
         self.embedder = embedder
-        self.index = index
         self.batch_size = batch_size
         self.max_attempts = max_attempts
         self.retry_base_ms = retry_base_ms
@@ -138,7 +140,7 @@ class Indexer:
             await self._idle()
 
     async def _idle(self) -> None:
-        due = await self.store.read(qo.next_due_at)
+        due = await self.store.next_due_at()
         timeout = _IDLE_POLL_S if due is None else max(0.0, (due - now_ms()) / 1000)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=min(timeout, _IDLE_POLL_S))
@@ -152,7 +154,7 @@ class Indexer:
         """
         now = now_ms()
         limit = self.batch_size * _WINDOW
-        jobs = await self.store.read(lambda c: qo.due_jobs(c, now=now, limit=limit))
+        jobs = await self.store.claim_jobs(now=now, limit=limit, lease_ms=_LEASE_MS)
         if not jobs:
             return 0
         # Under a backlog, read a window of several batches and embed it shortest first:
@@ -161,16 +163,31 @@ class Indexer:
         live = sorted((j for j in jobs if j.text is not None), key=lambda j: len(j.text or ""))
         gone = [j.id for j in jobs if j.text is None]
         settled = 0
-        for start in range(0, max(len(live), 1), self.batch_size):
-            part = live[start : start + self.batch_size]
-            drop = gone if start == 0 else []
-            try:
-                vectors = await self._embed([j.text or "" for j in part])
-            except EmbedderUnavailable as exc:
-                return settled + await self._after_failure(part, drop, exc)
-            await self._commit(part, vectors, drop)
-            self._healthy()
-            settled += len(part) + len(drop)
+        start = 0
+        try:
+            for start in range(0, max(len(live), 1), self.batch_size):
+                part = live[start : start + self.batch_size]
+                drop = gone if start == 0 else []
+                try:
+                    vectors = await self._embed([j.text or "" for j in part])
+                except EmbedderUnavailable as exc:
+                    handled = await self._after_failure(part, drop, exc)
+                    settled += handled
+                    if handled:  # poison: the part was settled item by item
+                        start += len(part)
+                    break
+                await self._commit(part, vectors, drop)
+                self._healthy()
+                settled += len(part) + len(drop)
+            else:
+                start = len(live)
+        finally:
+            # Claimed but not settled (an outage, or a batch after a poison one): due
+            # again when the embedder may be back, not when the lease ends.
+            rest = [j.id for j in live[start:]]
+            if rest:
+                due = now_ms() + max(0, int((self._outage_until - time.monotonic()) * 1000))
+                await self.store.release_jobs(rest, due_at=due)
         return settled
 
     async def _embed(self, texts: Sequence[str]) -> FloatMatrix:
@@ -191,28 +208,15 @@ class Indexer:
         ]
         return np.concatenate(parts, axis=0)
 
-    async def _commit(self, jobs: Sequence[qo.Job], vectors: FloatMatrix, drop: list[int]) -> None:
-        model = self.embedder.name
+    async def _commit(self, jobs: Sequence[Job], vectors: FloatMatrix, drop: list[int]) -> None:
+        """Store the vectors (each logs a ``memory.embedded`` change, which every
+        replica's vector index follows) and delete the jobs."""
         done = [
-            qo.Embedded(job, np.ascontiguousarray(vec, dtype="<f4").tobytes(), int(vec.shape[0]))
+            EmbeddedJob(job, np.ascontiguousarray(vec, dtype="<f4").tobytes(), int(vec.shape[0]))
             for job, vec in zip(jobs, vectors, strict=True)
         ]
-        now = now_ms()
-        stored = await self.store.write(lambda c: qo.complete(c, model, done, drop, now))
-        self.embedded_total += len(stored)
-        if stored:
-            await asyncio.to_thread(self._index_add, model, stored)
-
-    def _index_add(self, model: str, stored: Sequence[qo.Embedded]) -> None:
-        by_tenant: dict[str, list[qo.Embedded]] = {}
-        for item in stored:
-            by_tenant.setdefault(item.job.tenant_id, []).append(item)
-        for tenant_id, items in by_tenant.items():
-            vectors = np.stack([np.frombuffer(i.vector, dtype="<f4") for i in items])
-            entries = [
-                (i.job.memory_pk, i.job.namespace or "", i.job.content_hash or "") for i in items
-            ]
-            self.index.add(tenant_id, model, entries, vectors)
+        stored = await self.store.complete_jobs(self.embedder.name, done, drop, now=now_ms())
+        self.embedded_total += stored
 
     def _healthy(self) -> None:
         if self._outage_failures:
@@ -226,7 +230,7 @@ class Indexer:
         return int(min(self.retry_base_ms * 2 ** (attempts - 1), self.retry_max_ms))
 
     async def _after_failure(
-        self, live: list[qo.Job], gone: list[int], exc: EmbedderUnavailable
+        self, live: list[Job], gone: list[int], exc: EmbedderUnavailable
     ) -> int:
         self.last_error = exc.message
         try:
@@ -240,9 +244,9 @@ class Indexer:
                 await self._commit([], np.zeros((0, 0), dtype=np.float32), gone)
             return 0
         # The embedder works: some text in the batch is poison. Settle item by item.
-        ok: list[qo.Job] = []
+        ok: list[Job] = []
         vecs: list[FloatMatrix] = []
-        bad: list[tuple[qo.Job, str]] = []
+        bad: list[tuple[Job, str]] = []
         for job in live:
             try:
                 vecs.append((await self._embed([job.text or ""]))[0])
@@ -258,15 +262,12 @@ class Indexer:
                 int(self._backoff_ms(j.attempts + 1) * random.uniform(0.5, 1.0)) for j, _ in bad
             ]
             error = bad[0][1]
-            dead = await self.store.write(
-                lambda c: qo.fail(
-                    c,
-                    [j for j, _ in bad],
-                    error=error,
-                    now=now,
-                    max_attempts=self.max_attempts,
-                    backoff_ms=delays,
-                )
+            dead = await self.store.fail_jobs(
+                [j for j, _ in bad],
+                error=error,
+                now=now,
+                max_attempts=self.max_attempts,
+                backoff_ms=delays,
             )
             if dead:
                 log.warning("%d embedding job(s) moved to the dead letters: %s", dead, error)

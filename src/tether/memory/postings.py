@@ -7,7 +7,7 @@ question with one common word matched 28k of 100k memories, 80 ms), and its ``bm
 takes document frequencies from the whole table, every tenant and namespace at once.
 
 :class:`KeywordIndex` keeps, per tenant, the postings of every live memory's analyzer
-terms (``memories.terms``, see :mod:`tether.memory.analyzer`) as numpy arrays, and scores
+terms (see :func:`tether.domain.text.analyze`) as numpy arrays, and scores
 a query exhaustively with vectorised Okapi BM25 (Robertson & Zaragoza, "The Probabilistic
 Relevance Framework: BM25 and Beyond", 2009) over the *searched namespaces' own*
 statistics (documents, average length, document frequency per term): no pruning, no
@@ -15,12 +15,11 @@ preselection. With FTS5's constants (k1 1.2, b 0.75) and one namespace in the ta
 scores equal FTS5's ``bm25()``; a test checks it.
 
 It is a derived view, like the vector index: built from the store at start and brought up
-to date from the memory change feed (``memory_changes``, global ``lsn``) at the start of
-every search, in the same read connection. So an acknowledged write is keyword-searchable
-by the next search (read-your-writes), changes apply in commit order whatever thread
-observed them, and another process writing the same database is followed too. A change is
-applied from the memory's *current* row (live: index its terms; tombstoned or purged:
-drop it), so applying one twice is harmless.
+to date from the memory feed (global ``lsn``, commit order) before every search by
+:class:`~tether.memory.follower.IndexFollower`. So an acknowledged write is
+keyword-searchable by the next search (read-your-writes), and a write through another
+replica is followed too. A change is applied as the memory is *now* (live: index its
+terms; tombstoned or purged: drop it), so applying one twice is harmless.
 
 Memory (one-off, tracemalloc): 51 MB for the 100k memories of ``memory_latency.py``
 (3.6M postings, ~14 bytes each including the per-term and per-memory maps).
@@ -29,7 +28,6 @@ Memory (one-off, tracemalloc): 51 MB for the 100k memories of ``memory_latency.p
 from __future__ import annotations
 
 import math
-import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -38,6 +36,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from tether.store.base import IndexRow
 
 __all__ = ["K1", "B", "KeywordIndex"]
 
@@ -49,8 +49,6 @@ K1 = 0.9
 B = 0.4
 # FTS5 floors idf at 1e-6 so a term in more than half the documents still counts a little.
 _IDF_FLOOR = 1e-6
-# Changes read per catch-up query.
-_FEED_PAGE = 5000
 # Compact a tenant's arrays when dead slots (tombstoned, purged, superseded) pass this share.
 _COMPACT_SHARE = 0.25
 _COMPACT_MIN = 1024
@@ -222,21 +220,16 @@ class _Tenant:
 
 
 class KeywordIndex:
-    """Per-tenant BM25 postings over live memories, following the change feed.
+    """Per-tenant BM25 postings over live memories, kept current by the memory feed.
 
-    Thread-safe: searches run in the store's reader threads; one lock serialises catch-up
-    and scoring (a search takes a few ms at 100k memories, see ``docs/benchmarks.md``).
+    Thread-safe: :class:`~tether.memory.follower.IndexFollower` applies feed rows and
+    searches score under one lock (a search takes a few ms at 100k memories, see
+    ``docs/benchmarks.md``).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tenants: dict[str, _Tenant] = {}
-        self._lsn = -1  # -1: not loaded yet
-
-    @property
-    def lsn(self) -> int:
-        """The last change-feed ``lsn`` applied (-1 before the first load)."""
-        return self._lsn
 
     def count(self, tenant_id: str) -> int:
         """Live memories indexed for a tenant."""
@@ -250,55 +243,25 @@ class KeywordIndex:
             tenant = self._tenants[tenant_id] = _Tenant()
         return tenant
 
-    def _load(self, conn: sqlite3.Connection) -> None:
-        # The lsn first: a change committed between the two reads is applied again by the
-        # next catch-up, which is harmless (changes apply the current row).
-        (lsn,) = conn.execute("SELECT coalesce(max(lsn), 0) FROM memory_changes").fetchone()
-        self._tenants = {}
-        for memory_id, tenant_id, pk, namespace, terms, version in conn.execute(
-            "SELECT id, tenant_id, pk, namespace, terms, version FROM memories "
-            "WHERE deleted_at IS NULL ORDER BY pk"
-        ):
-            self._tenant(tenant_id).put(memory_id, pk, namespace, terms or "", version)
-        self._lsn = int(lsn)
-
-    def _catch_up(self, conn: sqlite3.Connection) -> None:
-        if self._lsn < 0:
-            self._load(conn)
-            return
+    def apply(self, rows: Sequence[IndexRow]) -> None:
+        """Apply memories as they are now, in feed order: index a live one's terms (a
+        version already indexed is a no-op), drop a gone one (``terms is None``)."""
         touched: set[str] = set()
-        while True:
-            rows = conn.execute(
-                "SELECT c.lsn, c.tenant_id, c.memory_id, m.pk, m.namespace, m.terms, m.version, "
-                "m.deleted_at FROM memory_changes c LEFT JOIN memories m "
-                "ON m.tenant_id = c.tenant_id AND m.id = c.memory_id "
-                "WHERE c.lsn > ? ORDER BY c.lsn LIMIT ?",
-                (self._lsn, _FEED_PAGE),
-            ).fetchall()
-            for lsn, tenant_id, memory_id, pk, namespace, terms, version, deleted_at in rows:
-                tenant = self._tenant(tenant_id)
-                if pk is None or deleted_at is not None:
-                    tenant.drop(memory_id)
-                else:
-                    tenant.put(memory_id, pk, namespace, terms or "", version)
-                touched.add(tenant_id)
-                self._lsn = int(lsn)
-            if len(rows) < _FEED_PAGE:
-                break
-        for tenant_id in touched:
-            tenant = self._tenants[tenant_id]
-            if tenant.dead >= _COMPACT_MIN and tenant.dead > _COMPACT_SHARE * len(tenant.alive):
-                tenant.compact()
-
-    def refresh(self, conn: sqlite3.Connection) -> int:
-        """Load (first call) or catch up with the change feed; returns the lsn applied."""
         with self._lock:
-            self._catch_up(conn)
-            return self._lsn
+            for row in rows:
+                tenant = self._tenant(row.tenant_id)
+                if row.terms is None:
+                    tenant.drop(row.memory_id)
+                else:
+                    tenant.put(row.memory_id, row.pk, row.namespace, row.terms, row.version)
+                touched.add(row.tenant_id)
+            for tenant_id in touched:
+                tenant = self._tenants[tenant_id]
+                if tenant.dead >= _COMPACT_MIN and tenant.dead > _COMPACT_SHARE * len(tenant.alive):
+                    tenant.compact()
 
     def search(
         self,
-        conn: sqlite3.Connection,
         tenant_id: str,
         namespaces: Sequence[str],
         stems: Sequence[str],
@@ -307,13 +270,12 @@ class KeywordIndex:
         k1: float = K1,
         b: float = B,
     ) -> list[tuple[int, float]]:
-        """The ``k`` best memories of a tenant by Okapi BM25, after catching up.
+        """The ``k`` best memories of a tenant by Okapi BM25 (as of the feed applied).
 
         Args:
-            conn: A read connection on the store (for the change feed).
             namespaces: Namespaces searched, whose statistics weight the terms; empty: all
                 of the tenant's.
-            stems: The query's analyzer terms (:func:`tether.memory.analyzer.query_stems`);
+            stems: The query's analyzer terms (:func:`tether.domain.text.query_stems`);
                 each counts once.
             k: How many to return at most.
 
@@ -323,7 +285,6 @@ class KeywordIndex:
             :func:`tether.memory.ranking.rank` expects.
         """
         with self._lock:
-            self._catch_up(conn)
             tenant = self._tenants.get(tenant_id)
             if tenant is None or not stems or k <= 0:
                 return []

@@ -1,18 +1,19 @@
-"""Hybrid recall over the store and the in-process vector index (ARCHITECTURE §4).
+"""Hybrid recall over the store's candidate reader and the in-process indexes (ARCHITECTURE §4).
 
 ``Recall.search`` runs, for one request:
 
 1. the query embedding (:class:`~tether.memory.query_embedder.QueryEmbedder`: cached, on
    its own threads, within a budget, behind a circuit breaker), concurrently with
-2. the keyword candidates in a reader thread: exact BM25 top-k from
-   :class:`~tether.memory.postings.KeywordIndex` (namespaces applied in the index), their
-   ranking columns read and the other filters checked in SQL
-   (:func:`tether.store.sql_recall.rows_passing`), over-fetching until
-   ``candidate_depth`` pass or the matches are exhausted;
-3. then, in one reader job (no thread hop between the steps): the vector candidates from
-   :class:`~tether.memory.vectors.VectorIndex`, filtered the same way (only rows the
-   keyword step did not read are read); :func:`tether.memory.ranking.rank` over the union
-   (convex fusion, recency, importance); the full rows of the returned results only.
+2. the indexes catching up with the memory feed (:class:`~tether.memory.follower.
+   IndexFollower`: read-your-writes, whichever replica wrote), then the keyword
+   candidates: exact BM25 top-k from :class:`~tether.memory.postings.KeywordIndex`
+   (namespaces applied in the index), their ranking columns read and the other filters
+   checked by the store (``Store.ranking_rows``), over-fetching until ``candidate_depth``
+   pass or the matches are exhausted;
+3. then the vector candidates from :class:`~tether.memory.vectors.VectorIndex`, filtered
+   the same way (only rows the keyword step did not read are read);
+   :func:`tether.memory.ranking.rank` over the union (convex fusion, recency,
+   importance); the records of the returned results only (``Store.memories_by_pk``).
 
 If there is no query vector in time (the embedder is down, failing, hung or slower than
 the budget, or its breaker is open), hybrid recall degrades to BM25 and says so
@@ -22,25 +23,24 @@ the budget, or its breaker is open), hybrid recall degrades to BM25 and says so
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
+from tether.domain.filters import MemoryFilter
+from tether.domain.memories import SearchIn
+from tether.domain.records import SearchResult
+from tether.domain.text import query_stems
 from tether.domain.time import to_ms
 from tether.errors import EmbedderUnavailable
-from tether.memory.analyzer import query_stems
 from tether.memory.embedders import Embedder, FloatMatrix
+from tether.memory.follower import IndexFollower
 from tether.memory.postings import KeywordIndex
 from tether.memory.query_embedder import QueryEmbedder, QueryVector
 from tether.memory.ranking import MemoryFeatures, RankingParams, rank
-from tether.memory.schemas import SearchIn
 from tether.memory.vectors import VectorIndex
-from tether.store import sql_recall as qr
-from tether.store.sql_memory import MemoryFilter, memory_dict
-from tether.store.sqlite import SQLiteStore
+from tether.store.base import RankingRow, Store
 
 __all__ = ["Recall", "SearchOutcome", "search_filter"]
 
@@ -60,15 +60,15 @@ def _dt(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def _features(row: sqlite3.Row) -> MemoryFeatures:
+def _features(row: RankingRow) -> MemoryFeatures:
     """A candidate's ranking inputs (epoch-ms timestamps, importance) from its row."""
     return MemoryFeatures.from_ms(
-        row["created_at"], row["occurred_at"], row["last_accessed_at"], float(row["importance"])
+        row.created_at, row.occurred_at, row.last_accessed_at, row.importance
     )
 
 
 def search_filter(body: SearchIn) -> MemoryFilter:
-    """The SQL filter for a search request."""
+    """The store filter for a search request."""
     f = body.filters
     kinds = [] if f.kind is None else [f.kind] if isinstance(f.kind, str) else list(f.kind)
     return MemoryFilter(
@@ -92,7 +92,7 @@ class SearchOutcome:
     ``"timeout"``, ``"error"``, ``"open"`` or ``"down"``, see
     :class:`~tether.memory.query_embedder.QueryVector`)."""
 
-    results: list[dict[str, Any]]
+    results: list[SearchResult]
     pks: list[int]
     degraded: bool
     timings: dict[str, float] = field(default_factory=dict)
@@ -100,10 +100,16 @@ class SearchOutcome:
 
 
 class Recall:
-    """Search use-case over a store, an embedder, a keyword index and a vector index.
+    """Search use-case over a store, an embedder and the in-process indexes.
 
     Args:
-        keywords: The BM25 postings; a new one (loaded on first search) when not given.
+        store: The store (the candidate reader: ranking columns, records).
+        embedder: The embedder whose vectors the index holds.
+        index: The vector index.
+        params: Ranking parameters.
+        keywords: The BM25 postings.
+        follower: Keeps ``keywords`` and ``index`` current with the store's memory feed;
+            caught up before every search.
         embedder_down: Returns True while the indexer knows the embedder is down, so a
             request does not wait on it (degrades at once). Used only when ``queries`` is
             not given.
@@ -113,19 +119,21 @@ class Recall:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         embedder: Embedder,
         index: VectorIndex,
         *,
         params: RankingParams,
-        keywords: KeywordIndex | None = None,
+        keywords: KeywordIndex,
+        follower: IndexFollower,
         embedder_down: Callable[[], bool] = lambda: False,
         queries: QueryEmbedder | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.index = index
-        self.keywords = keywords if keywords is not None else KeywordIndex()
+        self.keywords = keywords
+        self.follower = follower
         self.params = params
         self.queries = (
             queries if queries is not None else QueryEmbedder(embedder, outage=embedder_down)
@@ -136,9 +144,10 @@ class Recall:
 
         The outcome's ``timings`` (ms, wall clock) are ``embed`` (the wait for the query
         vector: 0 on a cache hit or when the embedder was not called, at most about the
-        budget) and ``keyword`` (BM25 candidates and their rows), which run concurrently,
-        then ``vector`` (index search and the rows it adds) and ``rank`` (fusion and
-        rendering); a stage that did not run is absent.
+        budget) and ``keyword`` (feed catch-up, BM25 candidates and their rows), which
+        run concurrently, then ``vector`` (index search and the rows it adds) and
+        ``rank`` (fusion and the records of the results); a stage that did not run is
+        absent.
 
         Raises:
             EmbedderUnavailable: ``mode="vector"`` without a query vector in time (503).
@@ -151,13 +160,12 @@ class Recall:
             embed_task = asyncio.create_task(self.queries.embed(body.query))
         stems = query_stems(body.query) if body.mode != "vector" else []
         keyword: list[tuple[int, float]] = []
-        rows: dict[int, sqlite3.Row] = {}
+        rows: dict[int, RankingRow] = {}
         try:
+            started = time.perf_counter()
+            await self.follower.catch_up()
             if stems:
-                started = time.perf_counter()
-                keyword, rows = await self.store.read(
-                    lambda c: self._keyword_candidates(c, tenant_id, f, stems, depth, now)
-                )
+                keyword, rows = await self._keyword_candidates(tenant_id, f, stems, depth, now)
                 timings["keyword"] = _ms_since(started)
         except BaseException:  # incl. cancellation: stop waiting for the vector too
             if embed_task is not None:
@@ -172,38 +180,27 @@ class Recall:
                 raise EmbedderUnavailable(
                     f"no query vector, vector search unavailable: {query.detail}"
                 )
-        # One reader job for the rest, so no thread hop separates its steps: the vector
-        # candidates (and their rows), the ranking, and the full rows of the results.
-        limit = body.limit
-        results, pks = await self.store.read(
-            lambda c: self._finish(
-                c, tenant_id, f, limit, keyword, rows, query_vec, depth, now, timings
-            )
-        )
-        miss = query.miss if query is not None else None
-        return SearchOutcome(results, pks, miss is not None, timings, miss)
-
-    def _finish(
-        self,
-        conn: sqlite3.Connection,
-        tenant_id: str,
-        f: MemoryFilter,
-        limit: int,
-        keyword: list[tuple[int, float]],
-        rows: dict[int, sqlite3.Row],
-        query_vec: FloatMatrix | None,
-        depth: int,
-        now: int,
-        timings: dict[str, float],
-    ) -> tuple[list[dict[str, Any]], list[int]]:
-        """Vector candidates, ranking and rendering, in a reader thread; returns the
-        results and their row keys, and adds ``vector`` and ``rank`` to ``timings``."""
         vector: list[tuple[int, float]] = []
         if query_vec is not None:
             started = time.perf_counter()
-            vector = self._vector_candidates(conn, tenant_id, f, query_vec, rows, depth, now)
+            vector = await self._vector_candidates(tenant_id, f, query_vec, rows, depth, now)
             timings["vector"] = _ms_since(started)
         started = time.perf_counter()
+        results, pks = await self._rank(tenant_id, body.limit, keyword, vector, rows, now)
+        timings["rank"] = _ms_since(started)
+        miss = query.miss if query is not None else None
+        return SearchOutcome(results, pks, miss is not None, timings, miss)
+
+    async def _rank(
+        self,
+        tenant_id: str,
+        limit: int,
+        keyword: list[tuple[int, float]],
+        vector: list[tuple[int, float]],
+        rows: dict[int, RankingRow],
+        now: int,
+    ) -> tuple[list[SearchResult], list[int]]:
+        """Fuse and rank the candidates; read the records of the results only."""
         features = {str(pk): _features(rows[pk]) for pk in {pk for pk, _ in keyword + vector}}
         ranked = rank(
             [(str(pk), s) for pk, s in keyword],
@@ -213,67 +210,58 @@ class Recall:
             params=self.params,
             limit=limit,
         )
-        full = qr.rows_by_pk(conn, tenant_id, [int(r.memory_id) for r in ranked])
+        records = await self.store.memories_by_pk(tenant_id, [int(r.memory_id) for r in ranked])
         results = []
         pks = []
         for r in ranked:
             pk = int(r.memory_id)
-            row = full.get(pk)
-            if row is None:  # forgotten since its candidate row was read
+            memory = records.get(pk)
+            if memory is None:  # forgotten since its candidate row was read
                 continue
             pks.append(pk)
             scores = {**r.breakdown, "bm25_raw": r.bm25_raw, "cosine": r.cosine}
-            results.append({"memory": memory_dict(row), "score": r.score, "scores": scores})
-        timings["rank"] = _ms_since(started)
+            results.append(SearchResult(memory, r.score, scores))
         return results, pks
 
-    def _keyword_candidates(
+    async def _keyword_candidates(
         self,
-        conn: sqlite3.Connection,
         tenant_id: str,
         f: MemoryFilter,
         stems: list[str],
         depth: int,
         now: int,
-    ) -> tuple[list[tuple[int, float]], dict[int, sqlite3.Row]]:
+    ) -> tuple[list[tuple[int, float]], dict[int, RankingRow]]:
         """The ``depth`` best BM25 candidates passing the filter, and their ranking rows
-        (in a reader thread, while the query embedding runs in another)."""
-        fetch = depth * _OVERFETCH if _selective(f) else depth + _MARGIN
+        (scored in a worker thread, while the query embedding runs in another)."""
+        fetch = depth * _OVERFETCH if f.selective else depth + _MARGIN
         while True:
-            hits = self.keywords.search(conn, tenant_id, f.namespaces, stems, fetch)
-            rows = qr.rows_passing(conn, tenant_id, f, [pk for pk, _ in hits], now=now)
+            hits = await asyncio.to_thread(
+                self.keywords.search, tenant_id, f.namespaces, stems, fetch
+            )
+            rows = await self.store.ranking_rows(tenant_id, f, [pk for pk, _ in hits], now=now)
             passing = [(pk, s) for pk, s in hits if pk in rows]
             if len(passing) >= depth or len(hits) < fetch:
                 return passing[:depth], rows
             fetch *= 4
 
-    def _vector_candidates(
+    async def _vector_candidates(
         self,
-        conn: sqlite3.Connection,
         tenant_id: str,
         f: MemoryFilter,
         query_vec: FloatMatrix,
-        rows: dict[int, sqlite3.Row],
+        rows: dict[int, RankingRow],
         depth: int,
         now: int,
     ) -> list[tuple[int, float]]:
         """Vector candidates passing the filter; their ranking rows are added to ``rows``
         (only those the keyword candidates did not already bring are read)."""
         model = self.embedder.name
-        fetch = depth * _OVERFETCH if _selective(f) else depth + _MARGIN
+        fetch = depth * _OVERFETCH if f.selective else depth + _MARGIN
         while True:
             hits = self.index.search(tenant_id, model, query_vec, fetch, namespaces=f.namespaces)
             missing = [pk for pk, _ in hits if pk not in rows]
-            rows.update(qr.rows_passing(conn, tenant_id, f, missing, now=now))
+            rows.update(await self.store.ranking_rows(tenant_id, f, missing, now=now))
             passing = [(pk, s) for pk, s in hits if pk in rows]
             if len(passing) >= depth or len(hits) < fetch:
                 return passing[:depth]
             fetch *= 4
-
-
-def _selective(f: MemoryFilter) -> bool:
-    """Whether a filter can reject many of an index's candidates (beyond namespace and
-    expiry): then candidates are over-fetched by :data:`_OVERFETCH` rather than a margin."""
-    return bool(f.kinds or f.tags or f.metadata or f.session or f.q) or (
-        f.since_ms is not None or f.until_ms is not None
-    )

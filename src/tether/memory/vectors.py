@@ -1,9 +1,10 @@
 """The in-process vector index: exact numpy search per namespace, usearch HNSW for large ones.
 
-The store is the truth (``memory_vectors``); this index is a cache rebuilt from it at start
-and updated after each commit. There is one collection per (tenant, embedding model), so
-vectors of different models never meet. Keys are memory row keys (``memories.pk``); each
-row also records its namespace, so a query restricted to namespaces never sees others.
+The store is the truth (the memories' vectors); this index is a derived view, rebuilt from
+a snapshot at start and kept current by the memory feed. There is one collection per
+(tenant, embedding model), so vectors of different models never meet. Keys are memory
+row keys (``memories.pk``); each row also records its namespace, so a query restricted to
+namespaces never sees others.
 
 Layout: each namespace with more than ``_POOL_MAX`` (256) vectors has a contiguous block of
 its own; smaller namespaces share one pool block (rows tagged with a namespace code), so a
@@ -37,10 +38,10 @@ Search (every search names its namespaces, so namespaces are the unit of indexin
   memory of one more bfloat16 graph over the collection and its build and upkeep on the
   graph thread; built after the namespace graphs, searches use those meanwhile.
 
-Ordering between commits and this cache: a text change or a forget calls
-:meth:`VectorIndex.invalidate` with the hash the memory's vector must now have (or
-``None``); :meth:`VectorIndex.add` drops a vector whose hash does not match the latest
-expectation. Either arrival order ends with the right vector.
+Ordering between commits and this cache: the index only ever changes through
+:meth:`VectorIndex.apply`, fed in commit (``lsn``) order by
+:class:`~tether.memory.follower.IndexFollower` with each memory as it is *now* (its vector
+of the current text, or none), so every replica ends with the same vectors.
 
 Import note: ``onnxruntime`` must be imported before ``usearch`` on these machines
 (the reverse order segfaults in 2.26 with onnxruntime 1.x); this module does so.
@@ -59,6 +60,8 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
+from tether.store.base import IndexRow
 
 __all__ = ["VectorIndex"]
 
@@ -211,6 +214,7 @@ class _Collection:
         self.blocks: dict[int, _Block] = {}  # namespace code -> its own block
         self.row: dict[int, int] = {}  # key -> row in its namespace's block
         self.code: dict[int, int] = {}  # key -> namespace code
+        self.hash: dict[int, str | None] = {}  # key -> content hash of the text it embeds
         self.ns_code: dict[str, int] = {}
         self.ns_count: dict[int, int] = {}
         self.graphs: dict[int, _Graph] = {}  # namespace code -> its graph (index None: to build)
@@ -255,7 +259,10 @@ class _Collection:
             self.row[key] = block.append(key, code, vec)
         self.blocks[code] = block
 
-    def put(self, key: int, namespace: str, vector: FloatMatrix) -> None:
+    def put(
+        self, key: int, namespace: str, vector: FloatMatrix, content_hash: str | None = None
+    ) -> None:
+        self.hash[key] = content_hash
         code = self.ns_code.setdefault(namespace, len(self.ns_code))
         old = self.code.get(key)
         if old == code:
@@ -294,6 +301,7 @@ class _Collection:
         return pairs
 
     def delete(self, key: int) -> None:
+        self.hash.pop(key, None)
         code = self.code.get(key)
         if code is not None:
             self._remove(key)
@@ -503,7 +511,6 @@ class VectorIndex:
         self.hnsw_threshold = hnsw_threshold
         self._lock = threading.Lock()
         self._collections: dict[tuple[str, str], _Collection] = {}
-        self._expected: dict[tuple[str, int], str | None] = {}
 
     def close(self) -> None:
         """Stop every collection's graph thread (between batches) and wait for it."""
@@ -512,54 +519,45 @@ class VectorIndex:
         for collection in collections:
             collection.close()
 
-    def add(
-        self,
-        tenant_id: str,
-        model: str,
-        entries: Sequence[tuple[int, str, str]],
-        vectors: FloatMatrix,
-    ) -> int:
-        """Add or replace vectors.
+    def apply(self, model: str, rows: Sequence[IndexRow]) -> int:
+        """Apply memories as they are now, in feed order (every tenant): a row with a
+        vector puts it (unless that text's vector is held already), a row without one
+        drops the memory's vector (its text changed and is not embedded yet, or it is
+        gone).
 
         Args:
-            entries: ``(memory_pk, namespace, content_hash)`` per row of ``vectors``.
-            vectors: float32 ``[len(entries), dim]``, unit rows.
+            model: The model of the rows' vectors (one collection per tenant and model).
+            rows: Feed or snapshot rows (``vector``: little-endian float32 bytes of unit
+                length, as stored).
 
         Returns:
-            How many were added (a vector for a text that has since changed, or for a
-            forgotten memory, is dropped).
+            How many vectors were put.
         """
-        if len(entries) == 0:
-            return 0
-        with self._lock:
-            keep: list[int] = []
-            for i, (key, _ns, digest) in enumerate(entries):
-                token = (tenant_id, key)
-                if token in self._expected:
-                    if self._expected[token] != digest:
-                        continue
-                    del self._expected[token]
-                keep.append(i)
-            coll = self._collections.get((tenant_id, model))
-            if coll is None:
-                coll = _Collection(int(vectors.shape[1]), self.hnsw_threshold)
-                self._collections[(tenant_id, model)] = coll
+        put = 0
+        touched: list[_Collection] = []
+        for tenant_id, group in itertools.groupby(rows, key=lambda r: r.tenant_id):
+            batch = list(group)
+            with self._lock:
+                coll = self._collections.get((tenant_id, model))
+                if coll is None:
+                    first = next((r.vector for r in batch if r.vector is not None), None)
+                    if first is None:
+                        continue  # nothing to drop either: no vector was ever put
+                    coll = _Collection(len(first) // 4, self.hnsw_threshold)
+                    self._collections[(tenant_id, model)] = coll
             with coll.lock:
-                for i in keep:
-                    coll.put(entries[i][0], entries[i][1], vectors[i])
-        coll.maybe_build()
-        coll.kick.set()
-        return len(keep)
-
-    def invalidate(self, tenant_id: str, memory_pk: int, content_hash: str | None) -> None:
-        """Drop the memory's vectors; accept only a vector of ``content_hash`` from now on
-        (``None``: the memory is gone, accept none)."""
-        with self._lock:
-            self._expected[(tenant_id, memory_pk)] = content_hash
-            colls = [c for (t, _m), c in self._collections.items() if t == tenant_id]
-        for coll in colls:  # the graph catches up on the next add; searches skip the key
-            with coll.lock:
-                coll.delete(memory_pk)
+                for row in batch:
+                    if row.vector is None:
+                        coll.delete(row.pk)
+                    elif coll.hash.get(row.pk) != row.content_hash:
+                        vector = np.frombuffer(row.vector, dtype="<f4")
+                        coll.put(row.pk, row.namespace, vector, row.content_hash)
+                        put += 1
+            touched.append(coll)
+        for coll in touched:
+            coll.maybe_build()
+            coll.kick.set()
+        return put
 
     def search(
         self,

@@ -11,15 +11,12 @@ from fastapi import FastAPI
 
 from tether import __version__
 from tether.config import Settings
+from tether.container import Container
 from tether.server import errors
 from tether.server.bodies import install_openapi
-from tether.server.deps import Services
 from tether.server.envelope import RequestMiddleware
 from tether.server.fastlane import FastLane
 from tether.server.routes import admin, events, health, memories, sessions
-from tether.services import EventService, SessionService
-from tether.services.memory import build_memory
-from tether.store.sqlite import SQLiteStore
 
 # CPython runs a young-generation collection whenever tracked allocations outnumber frees
 # by 700 (its default). A batched ingest request keeps ~900 containers (parsed JSON,
@@ -51,31 +48,16 @@ async def _gc_tuned() -> AsyncIterator[None]:
         gc.set_threshold(*previous)
 
 
-def create_app(settings: Settings | None = None, *, store: SQLiteStore | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
     """Build the ASGI app.
 
     Args:
         settings: configuration; read from ``TETHER_*`` env vars when omitted.
-        store: an already-built store (tests); otherwise one is opened on
-            ``settings.db_path`` at startup and closed at shutdown.
+        container: an already-built container (tests); otherwise one is built from
+            ``settings`` and started and stopped with the app.
     """
     settings = settings or Settings()
-    store = store or SQLiteStore(
-        settings.db_path, synchronous=settings.sqlite_synchronous, readers=settings.reader_pool_size
-    )
-    memory, indexer = build_memory(store, settings)
-    services = Services(
-        settings=settings,
-        store=store,
-        sessions=SessionService(
-            store,
-            max_state_bytes=settings.max_state_bytes,
-            max_page_bytes=settings.max_page_bytes,
-        ),
-        events=EventService(store, max_page_bytes=settings.max_page_bytes),
-        memory=memory,
-    )
-    services.checks.append(memory.embedder_check)
+    container = container if container is not None else Container(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,16 +69,12 @@ def create_app(settings: Settings | None = None, *, store: SQLiteStore | None = 
         # and 5 ms were within noise of each other, loaded or quiet; 0.1 ms stays.
         previous = sys.getswitchinterval()
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
-        await store.start()
-        await memory.load_index()
-        indexer.start()
+        await container.start()
         try:
             async with _gc_tuned():
                 yield
         finally:
-            await indexer.stop()
-            await memory.drain()
-            await store.close()
+            await container.stop()
             sys.setswitchinterval(previous)
 
     app = FastAPI(
@@ -105,15 +83,16 @@ def create_app(settings: Settings | None = None, *, store: SQLiteStore | None = 
         description="Self-hosted backend for AI agents: sessions, events, state and memory.",
         lifespan=lifespan,
     )
-    app.state.services = services
+    app.state.services = container
     errors.install(app)
     # Hot ingest routes first: FastAPI matches included routers in order.
     for module in (events, memories, sessions, health, admin):
         app.include_router(module.router)
     install_openapi(app, [*events.BODY_MODELS, *memories.BODY_MODELS])
-    app.add_middleware(
-        RequestMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        fastlane=FastLane(list(events.FAST_ROUTES)),
-    )
+    # The request pipeline, innermost first (each add_middleware wraps what is there):
+    # the fast lane dispatches the hot ingest routes after everything else has run;
+    # RequestMiddleware (correlation id, timing, URL and body limits) is outermost.
+    # Auth, rate limits and metrics go between the two, so no route can skip them.
+    app.add_middleware(FastLane, routes=list(events.FAST_ROUTES))
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from tether.errors import InvalidInput
 from tether.server.envelope import ERROR_STATUSES, Envelope, ErrorEnvelope
 from tether.server.errors import field_errors
+from tether.server.jsonparse import NUL_MESSAGE, NulInString, loads, nul_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,7 +39,7 @@ class ORJSONRequest(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = orjson.loads(await self.body())
+            self._json = loads(await self.body())
         return self._json
 
 
@@ -144,7 +145,9 @@ async def read_json(request: Request) -> Any:
     """
     raw = await request.body()
     try:
-        return orjson.loads(raw)
+        return loads(raw)
+    except NulInString as exc:
+        raise InvalidInput(NUL_MESSAGE, details=[nul_error(exc)]) from None
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(
             "body is not valid JSON",
@@ -174,7 +177,9 @@ _BODY_METHODS = frozenset({"post", "put", "patch"})
 def _document_responses(path: str, method: str, op: dict[str, Any]) -> None:
     """Give one operation the responses every request can get (the envelope's schemas).
 
-    Success answers (2xx, JSON) are an :class:`Envelope`; every operation may answer 422
+    Success answers (2xx, JSON) are the envelope the route declared
+    (:func:`tether.server.shapes.returns`), else a plain :class:`Envelope`; every operation
+    may answer 422
     and 503; those with a body 413 and 415 (the middleware checks size and media type
     first); those with a path parameter 404. Routes declare their own extras with
     :func:`tether.server.envelope.documented` (409, 412, a 200 beside a 201).
@@ -190,7 +195,7 @@ def _document_responses(path: str, method: str, op: dict[str, Any]) -> None:
     for code, response in responses.items():
         if code.startswith("2"):
             content = response.setdefault("content", {_JSON: {}})
-            if _JSON in content:
+            if _JSON in content and not content[_JSON].get("schema"):
                 content[_JSON] = {"schema": {"$ref": _REF.format(model=Envelope.__name__)}}
             response["description"] = response.get("description") or "Success."
         elif code[0] in "45":
@@ -198,6 +203,25 @@ def _document_responses(path: str, method: str, op: dict[str, Any]) -> None:
             response["content"] = {
                 _JSON: {"schema": {"$ref": _REF.format(model=ErrorEnvelope.__name__)}}
             }
+
+
+#: What every plain string field says of U+0000 (refused at the parse, ``jsonparse``).
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+def _no_nul(node: Any) -> None:
+    """Give every plain string schema (no pattern, format, enum or const) the pattern
+    that excludes U+0000, so clients and fuzzers know what the parse refuses. Free-form
+    JSON values (metadata, state, attributes) cannot say it in their schema; docs/api.md
+    does."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
+            node["pattern"] = NO_NUL_PATTERN
+        for value in node.values():
+            _no_nul(value)
+    elif isinstance(node, list):
+        for value in node:
+            _no_nul(value)
 
 
 def install_openapi(app: FastAPI, models: list[type[BaseModel]]) -> None:
@@ -224,6 +248,7 @@ def install_openapi(app: FastAPI, models: list[type[BaseModel]]) -> None:
                 for method, op in item.items():
                     op.pop("x-tether-models", None)
                     _document_responses(path, method, op)
+            _no_nul(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

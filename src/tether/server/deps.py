@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends
 from starlette.requests import Request
 
-from tether.config import Settings
+from tether.container import Container
 from tether.server.envelope import correlation_id
-from tether.services import EventService, RequestContext, SessionService
-from tether.services.memory import MemoryService
-from tether.store.sqlite import SQLiteStore
+from tether.services import RequestContext
 
-HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
-
-
-@dataclass(slots=True)
-class Services:
-    """Everything a route may call, built once per app by :func:`create_app`.
-
-    ``checks`` are extra readiness probes (e.g. the embedder); each returns
-    ``{name, status: "ok"|"down"|..., latency_ms, detail}``.
-    """
-
-    settings: Settings
-    store: SQLiteStore
-    sessions: SessionService
-    events: EventService
-    memory: MemoryService
-    checks: list[HealthCheck] = field(default_factory=list)
-
-    async def extra_checks(self) -> list[dict[str, Any]]:
-        return [await check() for check in self.checks]
+#: What routes reach: the process's :class:`~tether.container.Container`.
+Services = Container
 
 
 def services_of(request: Request) -> Services:

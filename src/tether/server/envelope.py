@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel
@@ -18,9 +18,6 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tether.domain.time import new_id
-
-if TYPE_CHECKING:
-    from tether.server.fastlane import FastLane
 
 log = logging.getLogger("tether.server")
 
@@ -160,8 +157,9 @@ def _is_json_type(ctype: str) -> bool:
     )
 
 
-class _BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """Raised into the app by the body reader once a body passes the limit (the 413 has
+    been sent); it unwinds the handler and is swallowed by :class:`RequestMiddleware`."""
 
 
 class RequestMiddleware:
@@ -171,10 +169,9 @@ class RequestMiddleware:
     envelope at once; the application never sees the rest of it.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, fastlane: FastLane | None = None):
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int):
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.fastlane = fastlane
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -218,6 +215,11 @@ class RequestMiddleware:
             await resp(scope, receive, send_wrapper)
             responded = True
 
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+            # No path parameter or query value accepts U+0000 (see bodies.loads).
+            resp = fail(scope, 422, "invalid_input", "the URL contains U+0000 (NUL)")
+            await resp(scope, receive, send_wrapper)
+            return
         # The HTTP server (h11/httptools) refuses a malformed Content-Length before this;
         # a length of more than 18 digits is over any limit without converting it.
         if (
@@ -250,16 +252,11 @@ class RequestMiddleware:
                 if seen > self.max_body_bytes:
                     if not responded:
                         await too_large()
-                    raise _BodyTooLarge
+                    raise BodyTooLarge
             return message
 
-        fast = self.fastlane.match(scope) if self.fastlane is not None else None
         try:
-            if fast is not None:
-                assert self.fastlane is not None
-                await self.fastlane.serve(*fast, scope, receive_wrapper, send_wrapper)
-            else:
-                await self.app(scope, receive_wrapper, send_wrapper)
-        except _BodyTooLarge:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except BodyTooLarge:
             if not responded:
                 await too_large()

@@ -1,4 +1,5 @@
-"""Exception handlers: every error leaves as an envelope with the right status."""
+"""One map from exceptions to responses: every error leaves as an envelope with the right
+status, whichever route raised it (FastAPI's handlers and the fast lane call it)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
+from starlette.types import Scope
 
 from tether.errors import TetherError
 from tether.server.envelope import correlation_id, fail
+from tether.server.jsonparse import NulInString, nul_error
 
 log = logging.getLogger("tether.server")
 
@@ -35,63 +38,76 @@ _HTTP_CODES = {
 
 
 def field_errors(errors: Any) -> list[dict[str, Any]]:
-    """Pydantic errors as ``[{loc, msg, type}]`` (inputs and contexts are not echoed)."""
+    """Pydantic errors as ``[{loc, msg, type}]`` (inputs and contexts are not echoed,
+    except a JSON parse error's reason, which names a position, never the input)."""
     return [
         {
             "loc": list(e.get("loc", ())),
-            "msg": str(e.get("msg", "")),
+            "msg": _message(e),
             "type": str(e.get("type", "")),
         }
         for e in errors
     ]
 
 
-async def _tether_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, TetherError)
-    if exc.status >= 500:
-        log.error("%s: %s [cid=%s]", exc.code, exc.message, correlation_id(request.scope))
-    return fail(request.scope, exc.status, exc.code, exc.message, exc.details)
+def _message(error: Any) -> str:
+    msg = str(error.get("msg", ""))
+    if error.get("type") == "json_invalid" and (reason := (error.get("ctx") or {}).get("error")):
+        return f"{msg}: {reason}"
+    return msg
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError | ValidationError)
-    return fail(
-        request.scope, 422, "invalid_input", "request validation failed", field_errors(exc.errors())
-    )
+def error_response(scope: Scope, exc: BaseException, *, app: Any = None) -> Response:
+    """The one map from an exception to its response (an error envelope), for every route:
+    FastAPI's exception handlers and the fast lane both call it.
+
+    - :class:`~tether.errors.TetherError`: its status and code (5xx are logged).
+    - pydantic / FastAPI validation errors: 422 ``invalid_input`` with ``[{loc, msg, type}]``
+      (U+0000 in a body: ``string_nul`` at its location).
+    - Starlette's ``HTTPException`` (404 no route, 405 with ``Allow``): its status.
+    - anything else: 500 ``internal``, logged with the correlation id, never echoed.
+
+    Args:
+        app: the FastAPI app, for the ``Allow`` header of a 405.
+    """
+    if isinstance(exc, TetherError):
+        if exc.status >= 500:
+            log.error("%s: %s [cid=%s]", exc.code, exc.message, correlation_id(scope))
+        return fail(scope, exc.status, exc.code, exc.message, exc.details)
+    if isinstance(exc, RequestValidationError | ValidationError):
+        if isinstance(exc.__cause__, NulInString):  # FastAPI's body parse raised it
+            return fail(scope, 422, "invalid_input", exc.__cause__.msg, [nul_error(exc.__cause__)])
+        errors = field_errors(exc.errors())
+        return fail(scope, 422, "invalid_input", "request validation failed", errors)
+    if isinstance(exc, HTTPException):
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405 and app is not None:
+            headers["Allow"] = _allowed_methods(app, scope)
+        return fail(scope, exc.status_code, code, str(exc.detail), None, headers or None)
+    log.error("unhandled error [cid=%s]", correlation_id(scope), exc_info=exc)
+    return fail(scope, 500, "internal", "internal server error")
 
 
-def _allowed_methods(request: Request) -> str:
+def _allowed_methods(app: Any, scope: Scope) -> str:
     """Every method some route serves at this path (RFC 9110 §10.2.1 ``Allow``).
 
     Starlette's own 405 names only the methods of the first route whose path matched, and
     a path here is often served by several routes (``GET`` and ``POST /v1/memories``).
     """
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "\0"})
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "\0"})
         if match is Match.PARTIAL:
             methods |= getattr(route, "methods", None) or set()
     return ", ".join(sorted(methods))
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    headers = dict(exc.headers) if exc.headers else {}
-    if exc.status_code == 405:
-        headers["Allow"] = _allowed_methods(request)
-    return fail(request.scope, exc.status_code, code, str(exc.detail), None, headers or None)
-
-
-async def _unhandled(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error [cid=%s]", correlation_id(request.scope), exc_info=exc)
-    return fail(request.scope, 500, "internal", "internal server error")
+async def _handle(request: Request, exc: Exception) -> Response:
+    return error_response(request.scope, exc, app=request.app)
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
-    app.add_exception_handler(TetherError, _tether_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(ValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unhandled)
+    """Route every exception FastAPI catches to :func:`error_response`."""
+    for kind in (TetherError, RequestValidationError, ValidationError, HTTPException, Exception):
+        app.add_exception_handler(kind, _handle)

@@ -1,30 +1,27 @@
 """The fast lane: the two ingest routes served without FastAPI's router and DI.
 
 On the single-event benchmark about 70% of the event-loop thread's time went to the
-framework layers (middleware chain, nested router matching, dependency solving, response
-plumbing) rather than to Tether. :class:`~tether.server.envelope.RequestMiddleware` hands
-requests that match a route here to the *same* handler functions the FastAPI routes call,
-so behaviour, errors and the OpenAPI document stay one implementation; only dispatch is
-shorter. Anything else (other methods, other paths) goes through FastAPI as usual.
+framework layers (nested router matching, dependency solving, response plumbing) rather
+than to Tether. :class:`FastLane` is the *innermost* middleware of the app: every request
+has passed the whole pipeline (correlation id and body limits, and every middleware added
+after it) before it gets here, and only then are the requests that match a fast route
+handed to the *same* handler functions the FastAPI routes call; errors go through the same
+:func:`~tether.server.errors.error_response`. Behaviour, errors and the OpenAPI document
+stay one implementation; only dispatch is shorter. Anything else goes on to FastAPI.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tether.errors import TetherError
-from tether.server.envelope import OPERATION_KEY, fail
-from tether.server.errors import field_errors
-
-log = logging.getLogger("tether.server")
+from tether.server.envelope import OPERATION_KEY, BodyTooLarge
+from tether.server.errors import error_response
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -40,20 +37,27 @@ class FastRoute:
 
 
 class FastLane:
-    """A tiny dispatcher for a handful of hot routes."""
+    """Innermost ASGI middleware: serves a handful of hot routes, passes the rest on.
 
-    def __init__(self, routes: list[FastRoute]) -> None:
+    Args:
+        app: the rest of the app (FastAPI's router).
+        routes: the fast routes.
+    """
+
+    def __init__(self, app: ASGIApp, *, routes: list[FastRoute]) -> None:
+        self.app = app
         self.routes = routes
 
-    def match(self, scope: Scope) -> tuple[FastRoute, dict[str, str]] | None:
-        method = scope["method"]
-        path = scope["path"]
-        for route in self.routes:
-            if route.method == method and (m := route.pattern.match(path)):
-                return route, m.groupdict()
-        return None
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            method, path = scope["method"], scope["path"]
+            for route in self.routes:
+                if route.method == method and (m := route.pattern.match(path)):
+                    await self._serve(route, m.groupdict(), scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
-    async def serve(
+    async def _serve(
         self,
         route: FastRoute,
         params: dict[str, str],
@@ -61,20 +65,14 @@ class FastLane:
         receive: Receive,
         send: Send,
     ) -> None:
-        """Run the handler and send its response; errors become envelopes as in FastAPI."""
         scope[OPERATION_KEY] = route.operation_id
         request = Request(scope, receive)
         try:
             response = await route.handler(request, **params)
-        except TetherError as exc:
-            response = fail(scope, exc.status, exc.code, exc.message, exc.details)
-        except ValidationError as exc:
-            response = fail(
-                scope, 422, "invalid_input", "request validation failed", field_errors(exc.errors())
-            )
-        except Exception:
-            log.exception("unhandled error in %s", route.operation_id)
-            response = fail(scope, 500, "internal", "internal server error")
+        except BodyTooLarge:
+            raise  # the 413 has gone out; RequestMiddleware ends the request
+        except Exception as exc:  # the same map as every other route
+            response = error_response(scope, exc)
         await response(scope, receive, send)
 
 

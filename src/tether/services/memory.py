@@ -1,44 +1,53 @@
 """Memory use-cases: remember, recall, patch, forget, history, feed, browse, export/import,
-the outbox admin, and the in-process vector index's lifecycle.
+the outbox admin, and the lifecycle of the in-process indexes.
 
-Every call is scoped to ``ctx.tenant_id``. Writes commit text, keyword index, change log
-and outbox job in one ``store.write`` and then wake the indexer; the vector follows
-asynchronously (ARCHITECTURE §3).
+Every call is scoped to ``ctx.tenant_id``. A write commits text, keyword terms, change and
+embedding job in one store transaction; the vector follows asynchronously (ARCHITECTURE
+§3), and the indexes follow the change feed (:class:`~tether.memory.follower.
+IndexFollower`), so nothing here updates them after a write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import numpy as np
 import orjson
 
 from tether.config import Settings
+from tether.domain.filters import MemoryFilter
+from tether.domain.memories import MemoryImport, MemoryIn, MemoryPatch, SearchIn
+from tether.domain.records import (
+    ImportResult,
+    Memory,
+    MemoryChange,
+    OutboxJob,
+    Purged,
+    Remembered,
+    SearchResults,
+)
 from tether.domain.time import now_ms
+from tether.errors import NotFound
 from tether.memory.embedders import Embedder, build_embedder
+from tether.memory.follower import IndexFollower
 from tether.memory.indexer import Indexer
+from tether.memory.postings import KeywordIndex
 from tether.memory.query_embedder import OPEN_AFTER, QueryEmbedder, QueryVector
 from tether.memory.ranking import RankingParams
 from tether.memory.recall import Recall
-from tether.memory.schemas import MemoryImport, MemoryIn, MemoryPatch, SearchIn
 from tether.memory.vectors import VectorIndex
 from tether.services.context import RequestContext
-from tether.store import sql_memory as qm
-from tether.store import sql_outbox as qo
-from tether.store import sql_recall as qr
-from tether.store.sqlite import SQLiteStore
+from tether.store.base import Store
 
 __all__ = ["MemoryService", "build_memory"]
 
 log = logging.getLogger("tether.services.memory")
 
-# Rows per read when rebuilding the vector index at start or streaming an export.
+# Memories per page of an export stream (also capped in bytes by max_page_bytes).
 _PAGE = 2000
 # Probe the embedder in the background at most this often (s), when /readyz or /v1/deps
 # asks: they may be polled every second, and each probe of a hung embedder holds a query
@@ -62,31 +71,29 @@ _ACCESS_FLUSH_S = 1.0
 
 
 class MemoryService:
-    """Memory use-cases over a store, an embedder and a vector index.
+    """Memory use-cases over a store, an embedder and the in-process indexes.
 
     Args:
-        store: The SQLite store.
+        store: The store.
         embedder: The embedder used for queries (and, by the indexer, for memories).
         index: The in-process vector index.
-        recall: The search use-case.
-        wake: Called after each commit that queued embedding jobs (the indexer's ``wake``).
+        recall: The search use-case (its ``follower`` keeps the indexes current).
+        max_page_bytes: Stored JSON per list page or export page, at most (bytes).
     """
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         embedder: Embedder,
         index: VectorIndex,
         recall: Recall,
         *,
-        wake: Callable[[], None] = lambda: None,
         max_page_bytes: int = Settings.model_fields["max_page_bytes"].default,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.index = index
         self.recall = recall
-        self.wake = wake
         self.max_page_bytes = max_page_bytes
         self._pending: set[asyncio.Task[None]] = set()
         # (tenant, pk) -> (last access ms, searches) not yet written; see _record_access.
@@ -98,38 +105,9 @@ class MemoryService:
 
     # -- lifecycle -----------------------------------------------------------------------
     async def load_index(self) -> int:
-        """Build the keyword postings, and rebuild the vector index from the store's
-        vectors of the current model.
-
-        Returns:
-            How many vectors were loaded.
-        """
-        started = time.perf_counter()
-        await self.store.read(self.recall.keywords.refresh)
-        log.info(
-            "keyword index loaded up to lsn %d in %.1f s",
-            self.recall.keywords.lsn,
-            time.perf_counter() - started,
-        )
-        model = self.embedder.name
-        after = 0
-        total = 0
-        while True:
-            page = await self.store.read(
-                functools.partial(qo.load_vectors, model=model, after_pk=after, limit=_PAGE)
-            )
-            if not page:
-                break
-            by_tenant: dict[str, list[tuple[str, str, int, str, bytes]]] = {}
-            for row in page:
-                by_tenant.setdefault(row[0], []).append(row)
-            for tenant_id, rows in by_tenant.items():
-                vectors = np.stack([np.frombuffer(r[4], dtype="<f4") for r in rows])
-                entries = [(r[2], r[1], r[3]) for r in rows]
-                total += await asyncio.to_thread(self.index.add, tenant_id, model, entries, vectors)
-            after = page[-1][2]
-        log.info("vector index loaded: %d vectors of %s", total, model)
-        return total
+        """Build the keyword postings and the vector index from the store, then follow
+        its feed. Returns how many memories were loaded."""
+        return await self.recall.follower.load()
 
     async def drain(self) -> None:
         """Write the access statistics not yet written, wait for background writes still
@@ -207,101 +185,75 @@ class MemoryService:
             self._probe = (started, QueryVector(None, 0.0, "error", "the probe raised"))
 
     # -- remember ------------------------------------------------------------------------
-    async def remember(
-        self, ctx: RequestContext, items: Sequence[MemoryIn]
-    ) -> list[dict[str, Any]]:
+    async def remember(self, ctx: RequestContext, items: Sequence[MemoryIn]) -> list[Remembered]:
         """Store items in one transaction (all or nothing).
-
-        Returns:
-            Per item ``{id, created, deduplicated, replayed}``.
 
         Raises:
             Conflict: An idempotency key reused with a different body.
         """
-        now = now_ms()
-        out = await self.store.write(lambda c: qm.remember(c, ctx.tenant_id, items, now=now))
-        if any(r["created"] and not r["replayed"] for r in out):
-            self.wake()
-        return out
+        return await self.store.remember(ctx.tenant_id, items, now=now_ms())
 
-    async def remember_one(self, ctx: RequestContext, item: MemoryIn) -> dict[str, Any]:
-        """Store one memory; returns ``{memory, created, deduplicated, replayed}``."""
-        (res,) = await self.remember(ctx, [item])
-        memory = await self.get(ctx, res["id"], include_deleted=True)
-        return {**res, "memory": memory}
+    async def remember_one(self, ctx: RequestContext, item: MemoryIn) -> tuple[Remembered, Memory]:
+        """Store one memory; returns its outcome and the memory as stored.
+
+        A memory purged between the write and the read (another request) is stored again:
+        the purge also forgot the idempotency key, so the retry is a fresh create.
+        """
+        for attempt in range(2):
+            (res,) = await self.remember(ctx, [item])
+            try:
+                return res, await self.get(ctx, res.id, include_deleted=True)
+            except NotFound:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     async def get(
         self, ctx: RequestContext, memory_id: str, *, include_deleted: bool = False
-    ) -> dict[str, Any]:
-        return await self.store.read(
-            lambda c: qm.get_memory(c, ctx.tenant_id, memory_id, include_deleted=include_deleted)
+    ) -> Memory:
+        return await self.store.get_memory(
+            ctx.tenant_id, memory_id, include_deleted=include_deleted
         )
 
-    async def patch(self, ctx: RequestContext, memory_id: str, body: MemoryPatch) -> dict[str, Any]:
+    async def patch(self, ctx: RequestContext, memory_id: str, body: MemoryPatch) -> Memory:
         """A new version; a new text is re-embedded. Raises NotFound, Conflict."""
         fields = {name: getattr(body, name) for name in body.model_fields_set}
-        now = now_ms()
-        res = await self.store.write(
-            lambda c: qm.patch_memory(c, ctx.tenant_id, memory_id, fields, now=now)
-        )
-        if res.text_changed:
-            self.index.invalidate(ctx.tenant_id, res.pk, res.content_hash)
-            self.wake()
-        return res.record
+        return await self.store.update_memory(ctx.tenant_id, memory_id, fields, now=now_ms())
 
-    async def forget(self, ctx: RequestContext, memory_id: str, *, purge: bool) -> dict[str, Any]:
+    async def forget(self, ctx: RequestContext, memory_id: str, *, purge: bool) -> Memory | Purged:
         """Tombstone (or purge) a memory. Raises NotFound."""
-        now = now_ms()
-        res = await self.store.write(
-            lambda c: qm.forget(c, ctx.tenant_id, memory_id, purge=purge, now=now)
-        )
-        if res.text_changed:
-            self.index.invalidate(ctx.tenant_id, res.pk, None)
-        return res.record
+        return await self.store.forget_memory(ctx.tenant_id, memory_id, purge=purge, now=now_ms())
 
     # -- read ----------------------------------------------------------------------------
     async def history(
         self, ctx: RequestContext, memory_id: str, *, after: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int | None]:
-        """A page of the memory's changes (see :func:`qm.history`). Raises NotFound."""
-        return await self.store.read(
-            lambda c: qm.history(
-                c,
-                ctx.tenant_id,
-                memory_id,
-                after=after,
-                limit=limit,
-                max_bytes=self.max_page_bytes,
-            )
+    ) -> tuple[list[MemoryChange], int | None]:
+        """A page of the memory's changes. Raises NotFound."""
+        return await self.store.memory_history(
+            ctx.tenant_id, memory_id, after=after, limit=limit, max_bytes=self.max_page_bytes
         )
 
     async def changes(
         self, ctx: RequestContext, *, after: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int]:
-        return await self.store.read(
-            lambda c: qm.changes(
-                c, ctx.tenant_id, after=after, limit=limit, max_bytes=self.max_page_bytes
-            )
+    ) -> tuple[list[MemoryChange], int]:
+        return await self.store.memory_changes(
+            ctx.tenant_id, after=after, limit=limit, max_bytes=self.max_page_bytes
         )
 
     async def browse(
-        self, ctx: RequestContext, f: qm.MemoryFilter, *, before: int | None, limit: int
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        now = now_ms()
-        return await self.store.read(
-            lambda c: qm.browse(
-                c,
-                ctx.tenant_id,
-                f,
-                before=before,
-                limit=limit,
-                now=now,
-                max_bytes=self.max_page_bytes,
-            )
+        self, ctx: RequestContext, f: MemoryFilter, *, before: int | None, limit: int
+    ) -> tuple[list[Memory], str | None]:
+        return await self.store.browse_memories(
+            ctx.tenant_id,
+            f,
+            before=before,
+            limit=limit,
+            now=now_ms(),
+            max_bytes=self.max_page_bytes,
         )
 
     async def export(
-        self, ctx: RequestContext, f: qm.MemoryFilter, *, vectors: bool = False
+        self, ctx: RequestContext, f: MemoryFilter, *, vectors: bool = False
     ) -> AsyncIterator[bytes]:
         """NDJSON lines (one memory each, ingest order), read page by page; with
         ``vectors``, each line carries its current vector of the server's model."""
@@ -309,42 +261,32 @@ class MemoryService:
         after: int | None = 0
         vectors_of = self.embedder.name if vectors else None
         while after is not None:
-            items, after = await self.store.read(
-                functools.partial(
-                    qm.export_page,
-                    tenant_id=ctx.tenant_id,
-                    f=f,
-                    after=after,
-                    limit=_PAGE,
-                    max_bytes=self.max_page_bytes,
-                    now=now,
-                    vectors_of=vectors_of,
-                )
+            items, after = await self.store.export_memories(
+                ctx.tenant_id,
+                f,
+                after=after,
+                limit=_PAGE,
+                now=now,
+                max_bytes=self.max_page_bytes,
+                vectors_of=vectors_of,
             )
             if items:
                 yield b"".join(orjson.dumps(item) + b"\n" for item in items)
 
-    async def import_(self, ctx: RequestContext, items: Sequence[MemoryImport]) -> dict[str, Any]:
-        """Import export lines in one transaction (see :func:`qm.import_memories`); lines
-        carrying a vector of the server's model go straight into the vector index."""
-        now = now_ms()
-        model, dim = self.embedder.name, self.embedder.dim
-        res, vectors = await self.store.write(
-            lambda c: qm.import_memories(c, ctx.tenant_id, items, now=now, model=model, dim=dim)
+    async def import_(self, ctx: RequestContext, items: Sequence[MemoryImport]) -> ImportResult:
+        """Import export lines in one transaction; a line's vector of the server's model
+        is stored instead of queueing its text for embedding."""
+        return await self.store.import_memories(
+            ctx.tenant_id, items, now=now_ms(), model=self.embedder.name, dim=self.embedder.dim
         )
-        if vectors:
-            matrix = np.stack([np.frombuffer(v.vector, dtype="<f4") for v in vectors])
-            entries = [(v.memory_pk, v.namespace, v.content_hash) for v in vectors]
-            await asyncio.to_thread(self.index.add, ctx.tenant_id, model, entries, matrix)
-        if res["imported"] > len(vectors):
-            self.wake()
-        return res
 
-    async def search(self, ctx: RequestContext, body: SearchIn) -> dict[str, Any]:
-        """Hybrid recall; returns ``{results, degraded, mode, embedding_model, timings}``
-        (``timings``: ms per stage, see :meth:`Recall.search`, for the ``Server-Timing``
-        header; without a query vector the ``embed`` key carries a ``desc``: ``timeout``,
-        ``error``, ``breaker open`` or ``embedder down``).
+    async def search(
+        self, ctx: RequestContext, body: SearchIn
+    ) -> tuple[SearchResults, dict[str, float]]:
+        """Hybrid recall: the results and ``timings`` (ms per stage, see
+        :meth:`Recall.search`, for the ``Server-Timing`` header; without a query vector the
+        ``embed`` key carries a ``desc``: ``timeout``, ``error``, ``breaker open`` or
+        ``embedder down``).
 
         Returned memories get ``last_accessed_at``/``access_count`` updated by a background
         write within ~1 s (coalesced across searches; written at shutdown by :meth:`drain`).
@@ -362,13 +304,8 @@ class MemoryService:
             timings = {
                 (f'embed;desc="{desc}"' if k == "embed" else k): v for k, v in timings.items()
             }
-        return {
-            "results": outcome.results,
-            "degraded": outcome.degraded,
-            "mode": body.mode,
-            "embedding_model": self.embedder.name,
-            "timings": timings,
-        }
+        results = SearchResults(outcome.results, outcome.degraded, body.mode, self.embedder.name)
+        return results, timings
 
     def _record_access(self, tenant_id: str, pks: Sequence[int], now: int) -> None:
         """Count one access of each memory; schedule a flush within ``_ACCESS_FLUSH_S``.
@@ -396,17 +333,20 @@ class MemoryService:
             return
         rows = [(t, pk, last, count) for (t, pk), (last, count) in batch.items()]
         try:
-            await self.store.write(lambda c: qr.touch(c, rows))
+            await self.store.touch_memories(rows)
         except Exception:  # statistics: logged and dropped, never retried into a loop
             log.exception("writing access statistics of %d memories failed", len(rows))
 
     async def stats(self, ctx: RequestContext) -> dict[str, Any]:
         """``{count, deleted, index_backlog, dead_letters, embedding_model, indexed,
         vector_search}`` (``vector_search``: ``"exact"`` or ``"hnsw"``)."""
-        counts = await self.store.read(lambda c: qm.stats(c, ctx.tenant_id))
+        counts = await self.store.memory_stats(ctx.tenant_id)
         model = self.embedder.name
         return {
-            **counts,
+            "count": counts.count,
+            "deleted": counts.deleted,
+            "index_backlog": counts.index_backlog,
+            "dead_letters": counts.dead_letters,
             "embedding_model": model,
             "indexed": self.index.count(ctx.tenant_id, model),
             "vector_search": "hnsw" if self.index.uses_hnsw(ctx.tenant_id, model) else "exact",
@@ -415,36 +355,23 @@ class MemoryService:
     # -- outbox admin --------------------------------------------------------------------
     async def outbox(
         self, ctx: RequestContext, *, state: str, after: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int | None]:
-        return await self.store.read(
-            lambda c: qo.list_jobs(c, ctx.tenant_id, state=state, after=after, limit=limit)
-        )
+    ) -> tuple[list[OutboxJob], int | None]:
+        return await self.store.list_jobs(ctx.tenant_id, state=state, after=after, limit=limit)
 
     async def replay(self, ctx: RequestContext, ids: Sequence[int] | None) -> int:
         """Requeue dead jobs (all, or ``ids``); returns how many."""
-        now = now_ms()
-        n = await self.store.write(lambda c: qo.replay(c, ctx.tenant_id, ids, now=now))
-        if n:
-            self.wake()
-        return n
+        return await self.store.replay_jobs(ctx.tenant_id, ids, now=now_ms())
 
     async def reindex(self, ctx: RequestContext, *, everything: bool) -> int:
         """Queue re-embedding of memories lacking a current-model vector (or all)."""
-        now = now_ms()
-        model = self.embedder.name
-        n = await self.store.write(
-            lambda c: qo.enqueue_reindex(
-                c, ctx.tenant_id, model=model, everything=everything, now=now
-            )
+        return await self.store.enqueue_reindex(
+            ctx.tenant_id, model=self.embedder.name, everything=everything, now=now_ms()
         )
-        if n:
-            self.wake()
-        return n
 
 
-def build_memory(store: SQLiteStore, settings: Settings) -> tuple[MemoryService, Indexer]:
+def build_memory(store: Store, settings: Settings) -> tuple[MemoryService, Indexer]:
     """The memory service and its indexer for ``settings`` (nothing starts or loads yet:
-    the ONNX model loads on first use; the app lifespan loads the index and starts the
+    the ONNX model loads on first use; the container loads the indexes and starts the
     indexer).
 
     Raises:
@@ -458,10 +385,11 @@ def build_memory(store: SQLiteStore, settings: Settings) -> tuple[MemoryService,
         query_timeout_s=settings.embed_query_timeout_ms * _QUERY_REQUEST_BUDGETS / 1000,
     )
     index = VectorIndex(hnsw_threshold=settings.hnsw_threshold)
+    keywords = KeywordIndex()
+    follower = IndexFollower(store, keywords, index, model=embedder.name)
     indexer = Indexer(
         store,
         embedder,
-        index,
         batch_size=settings.indexer_batch_size,
         max_attempts=settings.indexer_max_attempts,
         retry_base_ms=settings.indexer_retry_base_ms,
@@ -473,13 +401,14 @@ def build_memory(store: SQLiteStore, settings: Settings) -> tuple[MemoryService,
         budget_ms=settings.embed_query_timeout_ms,
         outage=lambda: indexer.embedder_down,
     )
-    recall = Recall(store, embedder, index, params=params, queries=queries)
-    service = MemoryService(
+    recall = Recall(
         store,
         embedder,
         index,
-        recall,
-        wake=indexer.wake,
-        max_page_bytes=settings.max_page_bytes,
+        params=params,
+        keywords=keywords,
+        follower=follower,
+        queries=queries,
     )
+    service = MemoryService(store, embedder, index, recall, max_page_bytes=settings.max_page_bytes)
     return service, indexer

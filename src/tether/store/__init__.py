@@ -1,5 +1,7 @@
-"""Persistence. ``SQLiteStore`` is the embedded default (see ``sqlite.py``)."""
+"""Persistence behind one contract (:class:`Store`, ``base.py``): the SQLite backend
+(``sqlite/``, the embedded default) and the PostgreSQL backend (``postgres/``). Services
+import only this package's contract; each backend owns its SQL and migrations."""
 
-from tether.store.sqlite import SQLiteStore, StoreHealth, check_writable
+from tether.store.base import Store, StoreHealth
 
-__all__ = ["SQLiteStore", "StoreHealth", "check_writable"]
+__all__ = ["Store", "StoreHealth"]

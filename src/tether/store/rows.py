@@ -1,97 +1,36 @@
-"""Row <-> JSON helpers shared by the SQL modules."""
+"""Rows to records: the column names every backend's schema shares, and the one place
+that turns a row (any mapping of column name to value: ``sqlite3.Row``, psycopg's
+``dict_row``) into a :mod:`tether.domain.records` record.
+
+Stored times are integer ms since the epoch (rendered RFC 3339 here); JSON columns are
+text (decoded here), so a record is the same whichever backend read it.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
-from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final, Protocol
 
-import orjson
-
-from tether.domain.common import MAX_METADATA_BYTES
-from tether.domain.merge_patch import merge_patch
+from tether.domain.records import (
+    Child,
+    Counters,
+    Event,
+    Goal,
+    Memory,
+    MemoryChange,
+    OutboxJob,
+    Session,
+)
 from tether.domain.time import iso
-from tether.errors import InvalidInput
+from tether.store.common import loads
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON text for a TEXT column (orjson; keys in insertion order)."""
-    return orjson.dumps(value).decode()
+class Row(Protocol):
+    """A row whose values are read by column name (``sqlite3.Row``, a dict)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
-def dumps_or_none(value: Any) -> str | None:
-    return None if value is None else dumps(value)
-
-
-def loads(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
-
-
-def merge_json(
-    stored: str | None,
-    patch: Any,
-    *,
-    loc: list[str],
-    max_bytes: int = MAX_METADATA_BYTES,
-) -> tuple[Any, str]:
-    """Apply a JSON Merge Patch (RFC 7386) to a stored JSON column.
-
-    Returns:
-        ``(merged value, its JSON text)``.
-
-    Raises:
-        InvalidInput: the merged document would exceed ``max_bytes`` as compact JSON (422
-            naming ``loc``): repeated patches must not grow a document without bound.
-    """
-    merged = merge_patch(loads(stored), patch)
-    raw = orjson.dumps(merged)
-    if len(raw) > max_bytes:
-        raise InvalidInput(
-            f"the merged document would be {len(raw)} bytes; the limit is {max_bytes}",
-            details=[{"loc": loc, "type": "too_large", "max_bytes": max_bytes}],
-        )
-    return merged, raw.decode()
-
-
-def row_bytes(row: sqlite3.Row) -> int:
-    """Stored size of a row in bytes, roughly: the length of its text and blob values
-    (numbers and NULLs are noise beside the JSON columns that make rows large)."""
-    return sum(len(v) for v in row if isinstance(v, str | bytes))
-
-
-def take_page(
-    rows: Iterable[sqlite3.Row], *, limit: int, max_bytes: int
-) -> tuple[list[sqlite3.Row], bool]:
-    """Up to ``limit`` rows from a lazily iterated cursor, stopping before their stored
-    bytes (:func:`row_bytes`) would exceed ``max_bytes``; the first row is always taken.
-
-    Iterate a cursor (not ``fetchall()``) so that no more than one row past the page is
-    ever read: a page of 1,000 events of 200 kB each would otherwise hold 200 MB.
-
-    Returns:
-        ``(rows, more)``: ``more`` is true when a further row exists (the query should
-        ask for ``limit + 1`` rows so that a full page can tell).
-    """
-    page: list[sqlite3.Row] = []
-    total = 0
-    for row in rows:
-        if len(page) == limit:
-            return page, True
-        size = row_bytes(row)
-        if page and total + size > max_bytes:
-            return page, True
-        page.append(row)
-        total += size
-    return page, False
-
-
-def body_hash(value: Any) -> str:
-    """SHA-256 of canonical JSON (sorted keys): tells "same body" from "different body"."""
-    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-#: The columns :func:`session_dict` reads, plus ``pk``: lists select these, not ``*``
+#: The columns :func:`session_record` reads, plus ``pk``: lists select these, not ``*``
 #: (the state document can be a megabyte and is served by its own route).
 SESSION_COLUMNS = ", ".join(
     [
@@ -120,72 +59,162 @@ SESSION_COLUMNS = ", ".join(
 )
 
 
-def session_dict(row: sqlite3.Row) -> dict[str, Any]:
-    """The public shape of a session row (times RFC 3339, counters grouped)."""
-    return {
-        "id": row["id"],
-        "parent_id": row["parent_id"],
-        "user_id": row["user_id"],
-        "agent": row["agent"],
-        "title": row["title"],
-        "status": row["status"],
-        "phase": row["phase"],
-        "current_step": row["current_step"],
-        "summary": row["summary"],
-        "tags": loads(row["tags"]),
-        "metadata": loads(row["metadata"]),
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-        "ended_at": iso(row["ended_at"]),
-        "counters": {
-            "event_count": row["event_count"],
-            "error_count": row["error_count"],
-            "input_tokens": row["input_tokens"],
-            "output_tokens": row["output_tokens"],
-            "cost_usd": row["cost_usd"],
-        },
-        "state_version": row["state_version"],
-    }
+def session_record(row: Row) -> Session:
+    """A session row (at least :data:`SESSION_COLUMNS`) as a record."""
+    return Session(
+        id=row["id"],
+        parent_id=row["parent_id"],
+        user_id=row["user_id"],
+        agent=row["agent"],
+        title=row["title"],
+        status=row["status"],
+        phase=row["phase"],
+        current_step=row["current_step"],
+        summary=row["summary"],
+        tags=loads(row["tags"]),
+        metadata=loads(row["metadata"]),
+        created_at=iso(row["created_at"]) or "",
+        updated_at=iso(row["updated_at"]) or "",
+        ended_at=iso(row["ended_at"]),
+        counters=Counters(
+            event_count=row["event_count"],
+            error_count=row["error_count"],
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            cost_usd=row["cost_usd"],
+        ),
+        state_version=row["state_version"],
+    )
 
 
-def goal_dict(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "description": row["description"],
-        "priority": row["priority"],
-        "status": row["status"],
-        "progress": row["progress"],
-        "metadata": loads(row["metadata"]),
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-        "completed_at": iso(row["completed_at"]),
-    }
+def goal_record(row: Row) -> Goal:
+    """A goal row as a record."""
+    return Goal(
+        id=row["id"],
+        description=row["description"],
+        priority=row["priority"],
+        status=row["status"],
+        progress=row["progress"],
+        metadata=loads(row["metadata"]),
+        created_at=iso(row["created_at"]) or "",
+        updated_at=iso(row["updated_at"]) or "",
+        completed_at=iso(row["completed_at"]),
+    )
 
 
-def event_dict(row: sqlite3.Row, session_id: str) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "session_id": session_id,
-        "seq": row["seq"],
-        "kind": row["kind"],
-        "name": row["name"],
-        "role": row["role"],
-        "status": row["status"],
-        "level": row["level"],
-        "started_at": iso(row["started_at"]),
-        "ended_at": iso(row["ended_at"]),
-        "duration_ms": row["duration_ms"],
-        "parent_id": row["parent_id"],
-        "span_id": row["span_id"],
-        "trace_id": row["trace_id"],
-        "input": loads(row["input"]),
-        "output": loads(row["output"]),
-        "attributes": loads(row["attributes"]),
-        "model": row["model"],
-        "input_tokens": row["input_tokens"],
-        "output_tokens": row["output_tokens"],
-        "cost_usd": row["cost_usd"],
-        "idempotency_key": row["idempotency_key"],
-        "correlation_id": row["correlation_id"],
-        "created_at": iso(row["created_at"]),
-    }
+def child_record(row: Row) -> Child:
+    """A child session's ``id``, ``agent``, ``status`` as its parent lists it."""
+    return Child(id=row["id"], agent=row["agent"], status=row["status"])
+
+
+def event_record(row: Row, session_id: str) -> Event:
+    """An event row as a record of session ``session_id``."""
+    return Event(
+        id=row["id"],
+        session_id=session_id,
+        seq=row["seq"],
+        kind=row["kind"],
+        name=row["name"],
+        role=row["role"],
+        status=row["status"],
+        level=row["level"],
+        started_at=iso(row["started_at"]),
+        ended_at=iso(row["ended_at"]),
+        duration_ms=row["duration_ms"],
+        parent_id=row["parent_id"],
+        span_id=row["span_id"],
+        trace_id=row["trace_id"],
+        input=loads(row["input"]),
+        output=loads(row["output"]),
+        attributes=loads(row["attributes"]),
+        model=row["model"],
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        cost_usd=row["cost_usd"],
+        idempotency_key=row["idempotency_key"],
+        correlation_id=row["correlation_id"],
+        created_at=iso(row["created_at"]) or "",
+    )
+
+
+#: The columns :func:`memory_record` reads, plus ``pk``, qualified by alias ``m``: a read
+#: that only renders memories selects these rather than ``*`` (the ``terms`` column, the
+#: analyzed text, is as long as the text and only the keyword index reads it).
+MEMORY_COLUMNS: Final = ", ".join(
+    f"m.{name}"
+    for name in [
+        "pk",
+        "id",
+        "namespace",
+        "text",
+        "kind",
+        "tags",
+        "metadata",
+        "importance",
+        "source_session_id",
+        "source_event_id",
+        "occurred_at",
+        "created_at",
+        "updated_at",
+        "last_accessed_at",
+        "access_count",
+        "expires_at",
+        "deleted_at",
+        "content_hash",
+        "embedding_model",
+        "version",
+    ]
+)
+
+
+def memory_record(row: Row) -> Memory:
+    """A memory row (at least :data:`MEMORY_COLUMNS`) as a record."""
+    return Memory(
+        id=row["id"],
+        namespace=row["namespace"],
+        text=row["text"],
+        kind=row["kind"],
+        tags=loads(row["tags"]),
+        metadata=loads(row["metadata"]),
+        importance=row["importance"],
+        source_session_id=row["source_session_id"],
+        source_event_id=row["source_event_id"],
+        occurred_at=iso(row["occurred_at"]),
+        created_at=iso(row["created_at"]) or "",
+        updated_at=iso(row["updated_at"]) or "",
+        last_accessed_at=iso(row["last_accessed_at"]),
+        access_count=row["access_count"],
+        expires_at=iso(row["expires_at"]),
+        deleted_at=iso(row["deleted_at"]),
+        content_hash=row["content_hash"],
+        embedding_model=row["embedding_model"],
+        version=row["version"],
+    )
+
+
+def change_record(row: Row) -> MemoryChange:
+    """A ``memory_changes`` row as a record (``memory``: the snapshot, ``None`` once
+    purged)."""
+    return MemoryChange(
+        lsn=row["lsn"],
+        op=row["op"],
+        memory_id=row["memory_id"],
+        namespace=row["namespace"],
+        version=row["version"],
+        at=iso(row["at"]) or "",
+        memory=loads(row["snapshot"]),
+    )
+
+
+def job_record(row: Row) -> OutboxJob:
+    """A ``memory_outbox`` row joined with its memory's ``memory_id`` as a record."""
+    return OutboxJob(
+        id=row["id"],
+        memory_id=row["memory_id"],
+        state=row["state"],
+        attempts=row["attempts"],
+        next_attempt_at=iso(row["next_attempt_at"]),
+        last_error=row["last_error"],
+        created_at=iso(row["created_at"]) or "",
+        updated_at=iso(row["updated_at"]) or "",
+    )

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tether.errors import Unavailable
-from tether.store import sqlite as sqlite_store
 from tether.store.sqlite import SQLiteStore
+from tether.store.sqlite import engine as sqlite_store
 from tether.testing import wait_until
 
 

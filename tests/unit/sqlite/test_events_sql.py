@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from tether.domain.events import EventIn
-from tether.store.migrate import upgrade
-from tether.store.sql_events import _COLUMNS, AppendResult, append_events, prepare_events
+from tether.domain.records import AppendResult
+from tether.store.prepared import COLUMNS, prepare_events
+from tether.store.sqlite.events import append_events
+from tether.store.sqlite.migrate import upgrade
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def _append(conn: sqlite3.Connection, keys: list[str | None]) -> AppendResult:
         for i, key in enumerate(keys)
     ]
     prepared = prepare_events(events, tenant_id="t", correlation_id=None, now=1)
-    return append_events(conn, session_pk=1, prepared=prepared, now=1)
+    return append_events(conn, session_pk=1, session_id="s", prepared=prepared, now=1)
 
 
 def _stored(conn: sqlite3.Connection) -> list[tuple[int, str | None]]:
@@ -94,10 +96,10 @@ def test_columns_empty_in_every_row_are_left_null_and_the_rest_round_trip(
         EventIn(kind="tool", duration_ms=0.0, span_id="s", output="x"),
     ]
     prepared = prepare_events(events, tenant_id="t", correlation_id=None, now=5)
-    bound = {_COLUMNS[i] for i in prepared.columns}
+    bound = {COLUMNS[i] for i in prepared.columns}
     assert {"model", "name", "output", "duration_ms"} <= bound
     assert not {"role", "level", "correlation_id", "cost_usd"} & bound
-    append_events(conn, session_pk=1, prepared=prepared, now=5)
+    append_events(conn, session_pk=1, session_id="s", prepared=prepared, now=5)
     got = conn.execute(
         "SELECT kind, name, role, model, input_tokens, input, output, attributes, duration_ms, "
         "span_id, idempotency_key, correlation_id FROM events ORDER BY seq"

@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 
 from tether.errors import Unavailable
-from tether.store import check_writable
-from tether.store import sqlite as sqlite_store
-from tether.store.sqlite import SQLiteStore
+from tether.store.sqlite import SQLiteStore, check_writable
+from tether.store.sqlite import engine as sqlite_store
 
 
 def _insert(value: str) -> Callable[[sqlite3.Connection], None]:

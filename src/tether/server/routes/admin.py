@@ -16,6 +16,7 @@ from tether.domain.common import MAX_SAFE_INT, Count, Strict, StrictBool
 from tether.server.bodies import JSONRoute
 from tether.server.deps import ContextDep, ServicesDep
 from tether.server.envelope import ok
+from tether.server.shapes import JobPage, Reindexing, Replayed, returns
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=JSONRoute)
 
@@ -33,7 +34,7 @@ class ReindexIn(Strict):
     all: StrictBool = False
 
 
-@router.get("/outbox", operation_id="admin.outbox.list")
+@router.get("/outbox", operation_id="admin.outbox.list", responses=returns(JobPage))
 async def list_outbox(
     request: Request,
     svc: ServicesDep,
@@ -44,23 +45,23 @@ async def list_outbox(
 ) -> Response:
     """Embedding jobs in ``state`` (default the dead letters) with attempts and last error."""
     items, nxt = await svc.memory.outbox(ctx, state=state, after=after, limit=limit)
-    return ok(request, {"items": items, "next_after": nxt})
+    return ok(request, JobPage(items, nxt))
 
 
-@router.post("/outbox/replay", operation_id="admin.outbox.replay")
+@router.post("/outbox/replay", operation_id="admin.outbox.replay", responses=returns(Replayed))
 async def replay(
     request: Request, svc: ServicesDep, ctx: ContextDep, body: ReplayIn | None = None
 ) -> Response:
     """Requeue dead jobs with a fresh attempt count: ``{replayed: n}``."""
     ids = body.ids if body is not None else None
-    return ok(request, {"replayed": await svc.memory.replay(ctx, ids)})
+    return ok(request, Replayed(await svc.memory.replay(ctx, ids)))
 
 
-@router.post("/memory/reindex", operation_id="admin.memory.reindex")
+@router.post("/memory/reindex", operation_id="admin.memory.reindex", responses=returns(Reindexing))
 async def reindex(
     request: Request, svc: ServicesDep, ctx: ContextDep, body: ReindexIn | None = None
 ) -> Response:
     """Queue re-embedding (after an embedding-model change): ``{queued, embedding_model}``.
     Progress shows as ``index_backlog`` in ``GET /v1/memory/stats``."""
     queued = await svc.memory.reindex(ctx, everything=body.all if body else False)
-    return ok(request, {"queued": queued, "embedding_model": svc.memory.embedder.name})
+    return ok(request, Reindexing(queued, svc.memory.embedder.name))

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from tether.domain.common import MAX_SAFE_INT
 from tether.domain.events import EventBatchIn, EventIn, EventKind, EventsIn
+from tether.domain.records import BatchResult
 from tether.server import fastlane
 from tether.server.bodies import (
     JSONRoute,
@@ -20,7 +21,8 @@ from tether.server.bodies import (
     validate,
 )
 from tether.server.deps import ContextDep, ServicesDep, context_of, services_of
-from tether.server.envelope import documented, ok
+from tether.server.envelope import ok
+from tether.server.shapes import Appended, EventPage, returns, with_errors
 
 router = APIRouter(tags=["events"], route_class=JSONRoute)
 
@@ -32,7 +34,7 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (EventIn, EventsIn, EventBatchIn)
     "/v1/sessions/{session_id}/events",
     operation_id="events.append",
     status_code=201,
-    responses=documented(200),
+    responses=returns(Appended, status=201, also=(200,)),
     openapi_extra=openapi_body(EventIn, EventsIn, idempotency_header=True),
 )
 async def append_events(request: Request, session_id: str) -> Response:
@@ -53,10 +55,12 @@ async def append_events(request: Request, session_id: str) -> Response:
         events = [one]
     res = await services_of(request).events.append(context_of(request), session_id, events)
     status = 200 if res.duplicates == len(events) else 201
-    return ok(request, {"seqs": res.seqs, "duplicates": res.duplicates}, status=status)
+    return ok(request, Appended(res.seqs, res.duplicates), status=status)
 
 
-@router.get("/v1/sessions/{session_id}/events", operation_id="events.list")
+@router.get(
+    "/v1/sessions/{session_id}/events", operation_id="events.list", responses=returns(EventPage)
+)
 async def list_events(
     session_id: str,
     request: Request,
@@ -73,13 +77,13 @@ async def list_events(
     items, nxt = await svc.events.list(
         ctx, session_id, after_seq=after_seq, kinds=kinds, limit=limit
     )
-    return ok(request, {"items": items, "next_cursor": nxt})
+    return ok(request, EventPage(items, nxt))
 
 
 @router.post(
     "/v1/events/batch",
     operation_id="events.batch",
-    responses=documented(404),
+    responses=with_errors(returns(BatchResult), 404),
     openapi_extra=openapi_body(EventBatchIn),
 )
 async def ingest_batch(request: Request) -> Response:

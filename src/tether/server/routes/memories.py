@@ -11,9 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tether.domain.common import MAX_SAFE_INT, ClientId, Tag, Timestamp
-from tether.domain.time import to_ms
-from tether.errors import InvalidInput
-from tether.memory.schemas import (
+from tether.domain.filters import MemoryFilter
+from tether.domain.memories import (
     Kind,
     MemoryBatchIn,
     MemoryImport,
@@ -22,6 +21,9 @@ from tether.memory.schemas import (
     Namespace,
     SearchIn,
 )
+from tether.domain.records import ImportResult, Memory, Purged, SearchResults
+from tether.domain.time import to_ms
+from tether.errors import InvalidInput
 from tether.server.bodies import (
     CursorQ,
     JSONRoute,
@@ -32,9 +34,19 @@ from tether.server.bodies import (
     validate,
 )
 from tether.server.deps import ContextDep, ServicesDep, context_of, services_of
-from tether.server.envelope import documented, ok
+from tether.server.envelope import ok
 from tether.server.errors import field_errors
-from tether.store.sql_memory import MemoryFilter
+from tether.server.jsonparse import NulInString, loads, nul_error
+from tether.server.shapes import (
+    ChangePage,
+    MemoryBatchResult,
+    MemoryCreated,
+    MemoryPage,
+    MemoryStatsOut,
+    enveloped,
+    returns,
+    with_errors,
+)
 
 router = APIRouter(tags=["memory"], route_class=JSONRoute)
 
@@ -103,10 +115,13 @@ BrowseFilter = Annotated[MemoryFilter, Depends(browse_filter)]
     "/v1/memories",
     operation_id="memories.create",
     status_code=201,
-    responses={
-        **documented(200, 409),
-        201: {"links": _MEMORY_LINKS},
-    },
+    responses=with_errors(
+        {
+            201: {"model": enveloped(MemoryCreated), "links": _MEMORY_LINKS},
+            200: {"model": enveloped(MemoryCreated)},
+        },
+        409,
+    ),
     openapi_extra=openapi_body(MemoryIn, idempotency_header=True),
 )
 async def create_memory(request: Request) -> Response:
@@ -121,14 +136,15 @@ async def create_memory(request: Request) -> Response:
     if isinstance(raw, dict) and header_key is not None and raw.get("idempotency_key") is None:
         raw = {**raw, "idempotency_key": header_key}
     item = validate(MemoryIn, raw)
-    res = await services_of(request).memory.remember_one(context_of(request), item)
-    return ok(request, res, status=201 if res["created"] and not res["replayed"] else 200)
+    res, memory = await services_of(request).memory.remember_one(context_of(request), item)
+    created = MemoryCreated(res.id, res.created, res.deduplicated, res.replayed, memory)
+    return ok(request, created, status=201 if res.created and not res.replayed else 200)
 
 
 @router.post(
     "/v1/memories/batch",
     operation_id="memories.batch",
-    responses=documented(409),
+    responses=with_errors(returns(MemoryBatchResult), 409),
     openapi_extra=openapi_body(MemoryBatchIn),
 )
 async def create_batch(request: Request) -> Response:
@@ -137,13 +153,16 @@ async def create_batch(request: Request) -> Response:
     aligned with the input."""
     batch = validate(MemoryBatchIn, await read_json(request))
     items = await services_of(request).memory.remember(context_of(request), batch.items)
-    created = sum(1 for i in items if i["created"] and not i["replayed"])
-    dupes = sum(1 for i in items if i["deduplicated"] and not i["replayed"])
-    return ok(request, {"items": items, "created": created, "deduplicated": dupes})
+    created = sum(1 for i in items if i.created and not i.replayed)
+    dupes = sum(1 for i in items if i.deduplicated and not i.replayed)
+    return ok(request, MemoryBatchResult(items, created, dupes))
 
 
 @router.post(
-    "/v1/memories/search", operation_id="memories.search", openapi_extra=openapi_body(SearchIn)
+    "/v1/memories/search",
+    operation_id="memories.search",
+    responses=returns(SearchResults),
+    openapi_extra=openapi_body(SearchIn),
 )
 async def search(request: Request) -> Response:
     """Hybrid recall: ``{results: [{memory, score, scores}], degraded, mode, embedding_model}``.
@@ -156,8 +175,7 @@ async def search(request: Request) -> Response:
     ``embed`` and ``keyword`` (concurrent), then ``vector`` and ``rank``.
     """
     body = validate(SearchIn, await read_json(request))
-    data = await services_of(request).memory.search(context_of(request), body)
-    timings: dict[str, float] = data.pop("timings")
+    data, timings = await services_of(request).memory.search(context_of(request), body)
     response = ok(request, data)
     response.headers["Server-Timing"] = ", ".join(f"{k};dur={v}" for k, v in timings.items())
     return response
@@ -173,7 +191,7 @@ class NDJSONStream(StreamingResponse):
     "/v1/memories/export",
     operation_id="memories.export",
     response_class=NDJSONStream,
-    responses={200: {"description": "NDJSON, one memory per line."}},
+    responses={200: {"description": "NDJSON, one memory per line (not enveloped)."}},
 )
 async def export(
     svc: ServicesDep,
@@ -193,6 +211,7 @@ async def export(
 @router.post(
     "/v1/memories/import",
     operation_id="memories.import",
+    responses=returns(ImportResult),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -222,10 +241,12 @@ async def import_memories(request: Request, svc: ServicesDep, ctx: ContextDep) -
         if not line.strip():
             continue
         try:
-            item = MemoryImport.model_validate(orjson.loads(line))
+            item = MemoryImport.model_validate(loads(line))
             if item.embedding is not None and item.embedding.model == model:
                 item.embedding.values(dim)
             items.append(item)
+        except NulInString as exc:  # loc: ["body", <line number>, ...path in the line]
+            errors.append({**nul_error(exc), "loc": ["body", number, *exc.loc[1:]]})
         except orjson.JSONDecodeError as exc:
             errors.append({"loc": ["body", number], "msg": str(exc), "type": "json_invalid"})
         except ValidationError as exc:
@@ -242,7 +263,7 @@ async def import_memories(request: Request, svc: ServicesDep, ctx: ContextDep) -
     return ok(request, await svc.memory.import_(ctx, items))
 
 
-@router.get("/v1/memories", operation_id="memories.list")
+@router.get("/v1/memories", operation_id="memories.list", responses=returns(MemoryPage))
 async def browse(
     request: Request,
     svc: ServicesDep,
@@ -253,10 +274,10 @@ async def browse(
 ) -> Response:
     """Memories newest first, filtered; ``next_cursor`` pages on."""
     items, nxt = await svc.memory.browse(ctx, f, before=parse_cursor(cursor), limit=limit)
-    return ok(request, {"items": items, "next_cursor": nxt})
+    return ok(request, MemoryPage(items, nxt))
 
 
-@router.get("/v1/memories/{memory_id}", operation_id="memories.get")
+@router.get("/v1/memories/{memory_id}", operation_id="memories.get", responses=returns(Memory))
 async def get_memory(
     memory_id: str,
     request: Request,
@@ -268,7 +289,11 @@ async def get_memory(
     return ok(request, await svc.memory.get(ctx, memory_id, include_deleted=include_deleted))
 
 
-@router.patch("/v1/memories/{memory_id}", operation_id="memories.update", responses=documented(409))
+@router.patch(
+    "/v1/memories/{memory_id}",
+    operation_id="memories.update",
+    responses=with_errors(returns(Memory), 409),
+)
 async def patch_memory(
     memory_id: str, body: MemoryPatch, request: Request, svc: ServicesDep, ctx: ContextDep
 ) -> Response:
@@ -277,7 +302,11 @@ async def patch_memory(
     return ok(request, await svc.memory.patch(ctx, memory_id, body))
 
 
-@router.delete("/v1/memories/{memory_id}", operation_id="memories.delete")
+@router.delete(
+    "/v1/memories/{memory_id}",
+    operation_id="memories.delete",
+    responses=returns(Memory | Purged),
+)
 async def delete_memory(
     memory_id: str, request: Request, svc: ServicesDep, ctx: ContextDep, purge: bool = False
 ) -> Response:
@@ -286,7 +315,11 @@ async def delete_memory(
     return ok(request, await svc.memory.forget(ctx, memory_id, purge=purge))
 
 
-@router.get("/v1/memories/{memory_id}/history", operation_id="memories.history")
+@router.get(
+    "/v1/memories/{memory_id}/history",
+    operation_id="memories.history",
+    responses=returns(ChangePage),
+)
 async def memory_history(
     memory_id: str,
     request: Request,
@@ -298,10 +331,10 @@ async def memory_history(
     """The memory's changes with ``lsn > after`` in lsn order:
     ``{items: [{lsn, op, version, at, memory}], next_after}`` (``null`` on the last page)."""
     items, nxt = await svc.memory.history(ctx, memory_id, after=after, limit=limit)
-    return ok(request, {"items": items, "next_after": nxt})
+    return ok(request, ChangePage(items, nxt))
 
 
-@router.get("/v1/memory/changes", operation_id="memory.changes")
+@router.get("/v1/memory/changes", operation_id="memory.changes", responses=returns(ChangePage))
 async def changes(
     request: Request,
     svc: ServicesDep,
@@ -312,10 +345,10 @@ async def changes(
     """The change feed: adds, updates, deletes and purges with ``lsn > after`` in lsn order.
     ``next_after`` is the cursor for the next call."""
     items, nxt = await svc.memory.changes(ctx, after=after, limit=limit)
-    return ok(request, {"items": items, "next_after": nxt})
+    return ok(request, ChangePage(items, nxt))
 
 
-@router.get("/v1/memory/stats", operation_id="memory.stats")
+@router.get("/v1/memory/stats", operation_id="memory.stats", responses=returns(MemoryStatsOut))
 async def memory_stats(request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
     """``{count, deleted, index_backlog, dead_letters, embedding_model, indexed}``."""
     return ok(request, await svc.memory.stats(ctx))

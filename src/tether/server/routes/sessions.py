@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from pydantic import StringConstraints
@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tether.domain.common import ClientId, ShortText, Tag, Timestamp, check_json_depth
+from tether.domain.filters import SessionFilter
+from tether.domain.records import Goal, Session, SessionDetail, StateDoc
 from tether.domain.sessions import (
     AgentSpawnIn,
     GoalIn,
@@ -24,8 +26,8 @@ from tether.domain.time import to_ms
 from tether.errors import InvalidInput
 from tether.server.bodies import CursorQ, JSONRoute, parse_cursor, parse_decimal, read_json
 from tether.server.deps import ContextDep, ServicesDep
-from tether.server.envelope import documented, ok
-from tether.store.sql_sessions import SessionFilter
+from tether.server.envelope import ok
+from tether.server.shapes import Deleted, SessionPage, returns, with_errors
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=JSONRoute)
 
@@ -54,7 +56,10 @@ def _if_match(value: str | None) -> int | None:
 
 
 @router.post(
-    "", operation_id="sessions.create", status_code=201, responses=documented(200, 404, 409)
+    "",
+    operation_id="sessions.create",
+    status_code=201,
+    responses=with_errors(returns(Session, status=201, also=(200,)), 404, 409),
 )
 async def create_session(
     body: SessionIn, request: Request, svc: ServicesDep, ctx: ContextDep
@@ -64,7 +69,7 @@ async def create_session(
     return ok(request, res.record, status=201 if res.created else 200)
 
 
-@router.get("", operation_id="sessions.list")
+@router.get("", operation_id="sessions.list", responses=returns(SessionPage))
 async def list_sessions(
     request: Request,
     svc: ServicesDep,
@@ -90,10 +95,10 @@ async def list_sessions(
         until_ms=to_ms(until),
     )
     items, nxt = await svc.sessions.list(ctx, f, cursor=parse_cursor(cursor), limit=limit)
-    return ok(request, {"items": items, "next_cursor": nxt})
+    return ok(request, SessionPage(items, nxt))
 
 
-@router.get("/{session_id}", operation_id="sessions.get")
+@router.get("/{session_id}", operation_id="sessions.get", responses=returns(SessionDetail))
 async def get_session(
     session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep
 ) -> Response:
@@ -101,7 +106,7 @@ async def get_session(
     return ok(request, await svc.sessions.get(ctx, session_id))
 
 
-@router.patch("/{session_id}", operation_id="sessions.update")
+@router.patch("/{session_id}", operation_id="sessions.update", responses=returns(Session))
 async def patch_session(
     session_id: str, body: SessionPatch, request: Request, svc: ServicesDep, ctx: ContextDep
 ) -> Response:
@@ -109,7 +114,11 @@ async def patch_session(
     return ok(request, await svc.sessions.patch(ctx, session_id, body))
 
 
-@router.post("/{session_id}/end", operation_id="sessions.end", responses=documented(409))
+@router.post(
+    "/{session_id}/end",
+    operation_id="sessions.end",
+    responses=with_errors(returns(Session), 409),
+)
 async def end_session(
     session_id: str,
     request: Request,
@@ -121,20 +130,20 @@ async def end_session(
     return ok(request, await svc.sessions.end(ctx, session_id, body or SessionEnd()))
 
 
-@router.delete("/{session_id}", operation_id="sessions.delete")
+@router.delete("/{session_id}", operation_id="sessions.delete", responses=returns(Deleted))
 async def delete_session(
     session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep
 ) -> Response:
     """Delete a session, its events and goals."""
-    return ok(request, await svc.sessions.delete(ctx, session_id))
+    return ok(request, Deleted(await svc.sessions.delete(ctx, session_id)))
 
 
 # -- state --------------------------------------------------------------------------------
-def _state_response(request: Request, data: dict[str, Any]) -> Response:
-    return ok(request, data, headers={"ETag": f'"{data["version"]}"'})
+def _state_response(request: Request, data: StateDoc) -> Response:
+    return ok(request, data, headers={"ETag": f'"{data.version}"'})
 
 
-@router.get("/{session_id}/state", operation_id="sessions.state.get")
+@router.get("/{session_id}/state", operation_id="sessions.state.get", responses=returns(StateDoc))
 async def get_state(
     session_id: str, request: Request, svc: ServicesDep, ctx: ContextDep
 ) -> Response:
@@ -145,7 +154,7 @@ async def get_state(
 @router.patch(
     "/{session_id}/state",
     operation_id="sessions.state.patch",
-    responses=documented(412),
+    responses=with_errors(returns(StateDoc), 412),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -182,7 +191,7 @@ async def patch_state(
     "/{session_id}/goals",
     operation_id="sessions.goals.create",
     status_code=201,
-    responses=documented(200, 409),
+    responses=with_errors(returns(Goal, status=201, also=(200,)), 409),
 )
 async def add_goal(
     session_id: str, body: GoalIn, request: Request, svc: ServicesDep, ctx: ContextDep
@@ -192,7 +201,9 @@ async def add_goal(
     return ok(request, res.record, status=201 if res.created else 200)
 
 
-@router.patch("/{session_id}/goals/{goal_id}", operation_id="sessions.goals.update")
+@router.patch(
+    "/{session_id}/goals/{goal_id}", operation_id="sessions.goals.update", responses=returns(Goal)
+)
 async def patch_goal(
     session_id: str,
     goal_id: str,
@@ -210,7 +221,7 @@ async def patch_goal(
     "/{session_id}/agents",
     operation_id="sessions.agents.spawn",
     status_code=201,
-    responses=documented(200, 409),
+    responses=with_errors(returns(Session, status=201, also=(200,)), 409),
 )
 async def spawn_agent(
     session_id: str, body: AgentSpawnIn, request: Request, svc: ServicesDep, ctx: ContextDep

@@ -14,7 +14,7 @@ exception; if SQLite rolled the whole transaction back, or ``COMMIT`` failed, ev
 the group gets it and none is acknowledged. Any other ``sqlite3`` error (a constraint, a
 bad statement) is a bug or bad input and reaches its caller unchanged. The store remembers
 the last storage failure until a later group commit writes something, and
-:meth:`SQLiteStore.check` (readiness) reports it and, while writes are in doubt, probes
+:meth:`SQLiteEngine.check` (readiness) reports it and, while writes are in doubt, probes
 them (see ``_PROBE_AFTER_S``).
 
 Between group commits the writer also checkpoints the WAL into the database file: PASSIVE
@@ -46,8 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from tether.domain.changes import Change
 from tether.errors import Unavailable
-from tether.store.migrate import upgrade
+from tether.store.base import OnCommit, StoreHealth
+from tether.store.common import collecting
+from tether.store.sqlite.migrate import upgrade
 
 T = TypeVar("T")
 log = logging.getLogger("tether.store")
@@ -277,14 +280,6 @@ class _Failure:
     at: float  # time.monotonic()
 
 
-@dataclass(frozen=True, slots=True)
-class StoreHealth:
-    """What :meth:`SQLiteStore.check` found: ``status`` ``"ok"`` or ``"down"``, and why."""
-
-    status: Literal["ok", "down"]
-    detail: str | None = None
-
-
 def _resolve(jobs: list[_Job]) -> None:
     for job in jobs:
         if job.future.done():  # the caller was cancelled; its write still committed
@@ -295,7 +290,7 @@ def _resolve(jobs: list[_Job]) -> None:
             job.future.set_result(job.result)
 
 
-class SQLiteStore:
+class SQLiteEngine:
     """A SQLite database opened for Tether: migrations, the writer thread, the reader pool.
 
     Args:
@@ -329,6 +324,8 @@ class SQLiteStore:
         # Written by the writer thread, read by the event loop (single assignments).
         self._last_failure: _Failure | None = None
         self._last_write_ok: float | None = None  # time.monotonic() of a commit that wrote
+        self.on_commit: OnCommit | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -340,6 +337,7 @@ class SQLiteStore:
         """
         if not self._closed:
             return
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(check_writable, self.path)
         # CPython 3.11's sqlite3 binds int, float and str directly but sends None through
         # its adapter lookup, which fails slowly (an AttributeError built and dropped per
@@ -377,8 +375,11 @@ class SQLiteStore:
             self._wconn = None
 
     # -- the write path ------------------------------------------------------------
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, feed: bool = False) -> T:
         """Run ``fn(conn)`` in the next group commit; return its result after COMMIT.
+
+        ``feed`` (``fn`` appends to the memory change feed) needs nothing here: the one
+        writer thread commits in lsn order already.
 
         Raises:
             Unavailable: the store is closed, or the storage failed (disk full, read-only
@@ -432,30 +433,38 @@ class SQLiteStore:
     def _commit_group(self, conn: sqlite3.Connection, group: list[_Job]) -> None:
         t0 = time.perf_counter()
         changes = conn.total_changes
+        emitted: list[Change] = []
         lost: BaseException | None = None  # why the whole transaction is gone, if it is
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for job in group:
-                conn.execute("SAVEPOINT job")
-                try:
-                    job.result = job.fn(conn)
-                except BaseException as exc:  # goes back to this job's caller only
-                    job.error = _unavailable(exc, "write") if _is_storage_error(exc) else exc
-                    if not conn.in_transaction:  # SQLite rolled back everything (FULL, IOERR)
-                        lost = exc
-                        break
-                    if _is_storage_error(exc):
-                        self._last_failure = _Failure(_cause(exc), time.monotonic())
-                    conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-            else:
-                conn.execute("COMMIT")
-        except Exception as exc:  # BEGIN, SAVEPOINT or COMMIT failed: nobody is acknowledged
-            lost = exc
+        with collecting(emitted):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for job in group:
+                    conn.execute("SAVEPOINT job")
+                    mark = len(emitted)
+                    try:
+                        job.result = job.fn(conn)
+                    except BaseException as exc:  # goes back to this job's caller only
+                        del emitted[mark:]
+                        job.error = _unavailable(exc, "write") if _is_storage_error(exc) else exc
+                        if not conn.in_transaction:  # SQLite rolled back everything (IOERR)
+                            lost = exc
+                            break
+                        if _is_storage_error(exc):
+                            self._last_failure = _Failure(_cause(exc), time.monotonic())
+                        conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                else:
+                    conn.execute("COMMIT")
+            except Exception as exc:  # BEGIN, SAVEPOINT or COMMIT failed: nobody is acked
+                lost = exc
         if lost is not None:
+            emitted.clear()
             self._fail_group(conn, group, lost)
         elif conn.total_changes != changes and any(job.error is None for job in group):
             self._last_write_ok = time.monotonic()  # committed, and rows reached the disk
+        if emitted and self.on_commit is not None and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed; nobody listens
+                self._loop.call_soon_threadsafe(self.on_commit, emitted)
         by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         for job in group:
             by_loop.setdefault(job.loop, []).append(job)

@@ -11,49 +11,34 @@ import itertools
 import operator
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from tether.domain.events import EventIn
-from tether.domain.time import new_ids, to_ms
-from tether.store.rows import event_dict, take_page
+from tether.domain.changes import SESSIONS_TOPIC, Change, session_topic
+from tether.domain.records import (
+    AppendResult,
+    Event,
+    KindCount,
+    Recent,
+    Stats,
+    StatusCount,
+)
+from tether.store.common import emit, take_page
+from tether.store.prepared import (
+    COLUMNS,
+    KEY,
+    SEQ,
+    SESSION_PK,
+    TENANT,
+    PreparedEvents,
+    Totals,
+    totals_of,
+)
+from tether.store.rows import event_record
 
 # SQLite's default limit on bound parameters is 32766 on 3.32+; 500 keys per IN (...) keeps
 # statements small and plans cached.
 _IN_CHUNK = 500
 
-_COLUMNS = (
-    "tenant_id",
-    "session_pk",
-    "seq",
-    "id",
-    "kind",
-    "name",
-    "role",
-    "status",
-    "level",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "parent_id",
-    "span_id",
-    "trace_id",
-    "input",
-    "output",
-    "attributes",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "idempotency_key",
-    "correlation_id",
-    "created_at",
-)
-# Positions in a prepared row (the _COLUMNS order).
-_SESSION_PK, _SEQ, _KIND, _STATUS = 1, 2, 4, 7
-_IN_TOK, _OUT_TOK, _COST, _KEY = 19, 20, 21, 22
 # Rows go in as multi-row ``INSERT ... VALUES (...), (...)`` statements, not executemany:
 # CPython's sqlite3 releases and re-takes the GIL around every step, so executemany
 # re-takes it once per row, and under a busy event loop each re-take can wait a switch
@@ -71,7 +56,7 @@ _SKIP_STORED_KEYS = (
 
 @functools.lru_cache(maxsize=256)
 def _insert_sql(rows: int, columns: tuple[int, ...], skip_stored_keys: bool) -> str:
-    names = ", ".join(_COLUMNS[i] for i in columns)
+    names = ", ".join(COLUMNS[i] for i in columns)
     row = "(" + ",".join("?" * len(columns)) + ")"
     sql = f"INSERT INTO events ({names}) VALUES " + ",".join([row] * rows)
     return sql + _SKIP_STORED_KEYS if skip_stored_keys else sql
@@ -84,7 +69,7 @@ def insert_rows(
     *,
     skip_stored_keys: bool = False,
 ) -> int:
-    """INSERT complete event rows (``_COLUMNS`` order) with a few multi-row statements.
+    """INSERT complete event rows (``COLUMNS`` order) with a few multi-row statements.
 
     Only the ``columns`` (positions in a row) are bound; the others are left NULL, so pass
     every position that is not ``None`` in some row (:attr:`PreparedEvents.columns`).
@@ -110,105 +95,6 @@ def insert_rows(
         inserted += conn.execute(_insert_sql(n, columns, skip_stored_keys), params).rowcount
         start += n
     return inserted
-
-
-@dataclass(slots=True)
-class AppendResult:
-    """Seqs aligned with the input events, and how many were idempotent replays."""
-
-    seqs: list[int]
-    duplicates: int
-
-
-@dataclass(frozen=True, slots=True)
-class Totals:
-    """What rows add to their session's counters (tokens; cost in US dollars)."""
-
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-
-
-def _totals(rows: Sequence[Sequence[Any]]) -> Totals:
-    errors = in_tok = out_tok = 0
-    cost = 0.0
-    for row in rows:
-        if row[_STATUS] == "error" or row[_KIND] == "error":
-            errors += 1
-        in_tok += row[_IN_TOK] or 0
-        out_tok += row[_OUT_TOK] or 0
-        cost += row[_COST] or 0.0
-    return Totals(errors, in_tok, out_tok, cost)
-
-
-@dataclass(slots=True)
-class PreparedEvents:
-    """Insert rows built outside the writer thread; only ``session_pk`` and ``seq`` remain.
-
-    Building rows (ids, JSON encoding of ``input``/``output``/``attributes``) is most of the
-    Python work of an append; doing it before the job is queued keeps the single writer
-    thread's critical section down to seq assignment and the INSERT itself. ``columns``
-    are the row positions that are not ``None`` in some row: only those are bound, since
-    an event usually leaves about half of its 25 columns empty and binding costs the
-    writer ~0.3 us per value even for a NULL (in-process, a 100-row statement: 4.8 us per
-    row with 11 NULLs bound, 1.5 us with those columns left out). ``totals`` covers every
-    row; ``distinct_keys`` says no idempotency key repeats among them.
-    """
-
-    rows: list[list[Any]]
-    columns: tuple[int, ...]
-    totals: Totals
-    distinct_keys: bool
-
-
-def prepare_events(
-    events: Sequence[EventIn], *, tenant_id: str, correlation_id: str | None, now: int
-) -> PreparedEvents:
-    """Rows for :func:`append_events`; event ids are monotonic ULIDs of ``now``."""
-    ids = new_ids(len(events), ms=now)
-    dumps = orjson.dumps
-    rows: list[list[Any]] = []
-    keys: set[str] = set()
-    keyed = 0
-    for e, event_id in zip(events, ids, strict=True):
-        # Inlined (no to_ms/dumps_or_none calls; the _value_ attribute, not the value
-        # property): this loop runs once per ingested event.
-        rows.append(
-            [
-                tenant_id,
-                0,
-                0,
-                event_id,
-                e.kind._value_,
-                e.name,
-                e.role,
-                e.status,
-                e.level,
-                None if e.started_at is None else to_ms(e.started_at),
-                None if e.ended_at is None else to_ms(e.ended_at),
-                e.duration_ms,
-                e.parent_id,
-                e.span_id,
-                e.trace_id,
-                None if e.input is None else dumps(e.input).decode(),
-                None if e.output is None else dumps(e.output).decode(),
-                None if e.attributes is None else dumps(e.attributes).decode(),
-                e.model,
-                e.input_tokens,
-                e.output_tokens,
-                e.cost_usd,
-                e.idempotency_key,
-                correlation_id,
-                now,
-            ]
-        )
-        if e.idempotency_key is not None:
-            keys.add(e.idempotency_key)
-            keyed += 1
-    n = len(rows)
-    columns = tuple(i for i, values in enumerate(zip(*rows, strict=True)) if values.count(None) < n)
-    return PreparedEvents(rows, columns, _totals(rows), len(keys) == keyed)
 
 
 def _known_keys(conn: sqlite3.Connection, session_pk: int, keys: list[str]) -> dict[str, int]:
@@ -244,8 +130,19 @@ def _add_to_session(
     )
 
 
+def _appended(tenant_id: str, session_id: str, first: int, last: int, now: int) -> None:
+    """Emit the changes of an append: the session's events, and the session itself."""
+    emit(Change(session_topic(session_id), tenant_id, "events", last, {"first": first}))
+    emit(Change(SESSIONS_TOPIC, tenant_id, "session.updated", now, {"id": session_id}))
+
+
 def append_events(
-    conn: sqlite3.Connection, *, session_pk: int, prepared: PreparedEvents, now: int
+    conn: sqlite3.Connection,
+    *,
+    session_pk: int,
+    session_id: str,
+    prepared: PreparedEvents,
+    now: int,
 ) -> AppendResult:
     """Append prepared events to one session in order; returns their seqs.
 
@@ -266,23 +163,24 @@ def append_events(
     rows = prepared.rows
     if prepared.distinct_keys:
         for seq, row in enumerate(rows, count + 1):
-            row[_SESSION_PK] = session_pk
-            row[_SEQ] = seq
+            row[SESSION_PK] = session_pk
+            row[SEQ] = seq
         if insert_rows(conn, rows, prepared.columns, skip_stored_keys=True) == len(rows):
             last = count + len(rows)
             _add_to_session(conn, session_pk, event_count=last, totals=prepared.totals, now=now)
+            _appended(rows[0][TENANT], session_id, count + 1, last, now)
             return AppendResult(seqs=list(range(count + 1, last + 1)), duplicates=0)
         conn.execute(
             "DELETE FROM events WHERE session_pk=? AND seq>? AND seq<=?",
             (session_pk, count, count + len(rows)),
         )
-    keys = [r[_KEY] for r in rows if r[_KEY] is not None]
+    keys = [r[KEY] for r in rows if r[KEY] is not None]
     known = _known_keys(conn, session_pk, keys) if keys else {}
     seq = count
     seqs: list[int] = []
     new_rows: list[list[Any]] = []
     for row in rows:
-        key = row[_KEY]
+        key = row[KEY]
         if key is not None:
             if key in known:
                 seqs.append(known[key])
@@ -290,12 +188,13 @@ def append_events(
             known[key] = seq + 1
         seq += 1
         seqs.append(seq)
-        row[_SESSION_PK] = session_pk
-        row[_SEQ] = seq
+        row[SESSION_PK] = session_pk
+        row[SEQ] = seq
         new_rows.append(row)
     if new_rows:
         insert_rows(conn, new_rows, prepared.columns)
-        _add_to_session(conn, session_pk, event_count=seq, totals=_totals(new_rows), now=now)
+        _add_to_session(conn, session_pk, event_count=seq, totals=totals_of(new_rows), now=now)
+        _appended(rows[0][TENANT], session_id, count + 1, seq, now)
     return AppendResult(seqs=seqs, duplicates=len(rows) - len(new_rows))
 
 
@@ -308,7 +207,7 @@ def list_events(
     kinds: Sequence[str],
     limit: int,
     max_bytes: int,
-) -> tuple[list[dict[str, Any]], int | None]:
+) -> tuple[list[Event], int | None]:
     """Events of one session with ``seq > after_seq`` in seq order: at most ``limit``, and
     no more than ``max_bytes`` of stored JSON (at least one event; see ``take_page``).
 
@@ -323,11 +222,11 @@ def list_events(
     sql += " ORDER BY seq LIMIT ?"
     params.append(limit + 1)
     rows, more = take_page(conn.execute(sql, params), limit=limit, max_bytes=max_bytes)
-    items = [event_dict(r, session_id) for r in rows]
-    return items, (items[-1]["seq"] if more and items else None)
+    items = [event_record(r, session_id) for r in rows]
+    return items, (items[-1].seq if more and items else None)
 
 
-def stats(conn: sqlite3.Connection, *, tenant_id: str, since_ms: int) -> dict[str, Any]:
+def stats(conn: sqlite3.Connection, *, tenant_id: str, since_ms: int) -> Stats:
     """Counts for ``GET /v1/stats``: sessions by status, events by kind, and the last 24 h."""
     by_status = dict(
         conn.execute(
@@ -348,8 +247,8 @@ def stats(conn: sqlite3.Connection, *, tenant_id: str, since_ms: int) -> dict[st
         "WHERE tenant_id=? AND created_at>=?",
         (tenant_id, since_ms),
     ).fetchone()
-    return {
-        "sessions": {"total": sum(by_status.values()), "by_status": by_status},
-        "events": {"total": sum(by_kind.values()), "by_kind": by_kind},
-        "last_24h": {"sessions": recent_sessions, "events": recent[0], "errors": recent[1]},
-    }
+    return Stats(
+        sessions=StatusCount(total=sum(by_status.values()), by_status=by_status),
+        events=KindCount(total=sum(by_kind.values()), by_kind=by_kind),
+        last_24h=Recent(sessions=recent_sessions, events=recent[0], errors=int(recent[1])),
+    )

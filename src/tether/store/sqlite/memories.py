@@ -11,107 +11,34 @@ from __future__ import annotations
 import base64
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 import numpy as np
 
-from tether.domain.time import iso, new_id, to_ms
+from tether.domain.changes import MEMORY_TOPIC, Change
+from tether.domain.filters import MemoryFilter
+from tether.domain.memories import MemoryImport, MemoryIn, content_hash
+from tether.domain.records import (
+    ImportResult,
+    Memory,
+    MemoryChange,
+    MemoryStats,
+    Purged,
+    Remembered,
+)
+from tether.domain.time import new_id, to_ms
 from tether.errors import Conflict, NotFound
-from tether.memory.schemas import MemoryImport, MemoryIn, content_hash
-from tether.store import sql_keyword as keyword
-from tether.store.rows import body_hash, dumps, loads, merge_json, take_page
+from tether.store.common import body_hash, dumps, emit, loads, merge_json, take_page
+from tether.store.rows import MEMORY_COLUMNS, change_record, memory_record
+from tether.store.sqlite import terms
 
 _INSERT = (
     "INSERT INTO memories (tenant_id, id, namespace, text, kind, tags, metadata, importance, "
     "source_session_id, source_event_id, occurred_at, created_at, updated_at, expires_at, "
     "content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-
-
-#: The columns :func:`memory_dict` reads, plus ``pk``, qualified by alias ``m``: a read
-#: that only renders memories selects these rather than ``*`` (the ``terms`` column, the
-#: analyzed text, is as long as the text and only the keyword index reads it).
-MEMORY_COLUMNS: Final = ", ".join(
-    f"m.{name}"
-    for name in [
-        "pk",
-        "id",
-        "namespace",
-        "text",
-        "kind",
-        "tags",
-        "metadata",
-        "importance",
-        "source_session_id",
-        "source_event_id",
-        "occurred_at",
-        "created_at",
-        "updated_at",
-        "last_accessed_at",
-        "access_count",
-        "expires_at",
-        "deleted_at",
-        "content_hash",
-        "embedding_model",
-        "version",
-    ]
-)
-
-
-def memory_dict(row: sqlite3.Row) -> dict[str, Any]:
-    """The public shape of a memory row (times RFC 3339 UTC, JSON columns decoded)."""
-    return {
-        "id": row["id"],
-        "namespace": row["namespace"],
-        "text": row["text"],
-        "kind": row["kind"],
-        "tags": loads(row["tags"]),
-        "metadata": loads(row["metadata"]),
-        "importance": row["importance"],
-        "source_session_id": row["source_session_id"],
-        "source_event_id": row["source_event_id"],
-        "occurred_at": iso(row["occurred_at"]),
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-        "last_accessed_at": iso(row["last_accessed_at"]),
-        "access_count": row["access_count"],
-        "expires_at": iso(row["expires_at"]),
-        "deleted_at": iso(row["deleted_at"]),
-        "content_hash": row["content_hash"],
-        "embedding_model": row["embedding_model"],
-        "version": row["version"],
-    }
-
-
-@dataclass(slots=True)
-class MemoryFilter:
-    """Filters shared by browse, export and search (all optional; ANDed).
-
-    Attributes:
-        namespaces: Any of these namespaces (empty: all of the tenant's).
-        kinds: Any of these kinds.
-        tags: All of these tags.
-        metadata: Top-level metadata key equals the scalar (``None``: JSON null).
-        since_ms / until_ms: Inclusive bounds on ``occurred_at`` (``created_at`` when the
-            memory has no event time), ms since the epoch.
-        session: ``source_session_id`` equals.
-        q: Case-insensitive substring of the text (browse only; search uses FTS5).
-        include_expired: Also memories whose ``expires_at`` has passed.
-        include_deleted: Also tombstones.
-    """
-
-    namespaces: Sequence[str] = ()
-    kinds: Sequence[str] = ()
-    tags: Sequence[str] = ()
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    since_ms: int | None = None
-    until_ms: int | None = None
-    session: str | None = None
-    q: str | None = None
-    include_expired: bool = False
-    include_deleted: bool = False
 
 
 def filter_sql(f: MemoryFilter, tenant_id: str, now: int) -> tuple[str, list[Any]]:
@@ -157,21 +84,48 @@ def filter_sql(f: MemoryFilter, tenant_id: str, now: int) -> tuple[str, list[Any
 
 
 # -- change log and outbox ------------------------------------------------------------------
-def _log_change(conn: sqlite3.Connection, row: sqlite3.Row, op: str, now: int) -> int:
+#: Change-log ops that are content changes, the public feed and history (``embedded``
+#: only tells the indexes a vector was stored).
+PUBLIC_OPS: Final = ("add", "update", "delete", "purge")
+
+
+def log_change(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    memory_id: str,
+    memory_pk: int,
+    namespace: str,
+    op: str,
+    version: int,
+    now: int,
+    snapshot: str | None,
+) -> int:
+    """Append to the change log and emit the change (after commit); returns its lsn."""
     cur = conn.execute(
-        "INSERT INTO memory_changes (tenant_id, memory_id, namespace, op, version, at, snapshot) "
-        "VALUES (?,?,?,?,?,?,?)",
-        (
-            row["tenant_id"],
-            row["id"],
-            row["namespace"],
-            op,
-            row["version"],
-            now,
-            dumps(memory_dict(row)),
-        ),
+        "INSERT INTO memory_changes (tenant_id, memory_id, memory_pk, namespace, op, version, "
+        "at, snapshot) VALUES (?,?,?,?,?,?,?,?)",
+        (tenant_id, memory_id, memory_pk, namespace, op, version, now, snapshot),
     )
-    return int(cur.lastrowid or 0)
+    lsn = int(cur.lastrowid or 0)
+    data = {"memory_id": memory_id, "namespace": namespace, "version": version}
+    emit(Change(MEMORY_TOPIC, tenant_id, f"memory.{op}", lsn, data))
+    return lsn
+
+
+def _log_row(conn: sqlite3.Connection, row: sqlite3.Row, op: str, now: int) -> int:
+    """Log a change of ``row`` (the memory after it) with the memory as its snapshot."""
+    snapshot = dumps(memory_record(row))
+    return log_change(
+        conn,
+        row["tenant_id"],
+        row["id"],
+        row["pk"],
+        row["namespace"],
+        op,
+        row["version"],
+        now,
+        snapshot,
+    )
 
 
 def enqueue(conn: sqlite3.Connection, tenant_id: str, memory_pk: int, now: int) -> None:
@@ -262,9 +216,9 @@ def add_memory(
         ),
     )
     pk = int(cur.lastrowid or 0)
-    keyword.index(conn, pk, text)
+    terms.index(conn, pk, text)
     row = _by_pk(conn, pk)
-    _log_change(conn, row, "add", now)
+    _log_row(conn, row, "add", now)
     if enqueue_job:
         enqueue(conn, tenant_id, pk, now)
     return Added(row, created=True)
@@ -272,19 +226,19 @@ def add_memory(
 
 def remember(
     conn: sqlite3.Connection, tenant_id: str, items: Sequence[MemoryIn], *, now: int
-) -> list[dict[str, Any]]:
+) -> list[Remembered]:
     """Remember items in order (the caller's transaction makes a batch all-or-nothing).
 
     An item whose ``idempotency_key`` is known returns the original outcome
     (``replayed: true``); the same key with a different body raises :class:`Conflict`.
 
     Returns:
-        Per item ``{"id", "created", "deduplicated", "replayed"}``.
+        Per item, its outcome.
 
     Raises:
         Conflict: An idempotency key reused with another body (409; nothing is written).
     """
-    out: list[dict[str, Any]] = []
+    out: list[Remembered] = []
     for item in items:
         fields = item.model_dump(exclude={"idempotency_key"})
         key = item.idempotency_key
@@ -301,7 +255,7 @@ def remember(
                         "idempotency key was used with a different body",
                         details={"idempotency_key": key},
                     )
-                out.append({**loads(prior["result"]), "replayed": True})
+                out.append(Remembered(**loads(prior["result"]), replayed=True))
                 continue
         added = add_memory(conn, tenant_id, fields, now=now)
         result = {
@@ -315,37 +269,26 @@ def remember(
                 "VALUES (?,?,?,?,?)",
                 (tenant_id, key, digest, dumps(result), now),
             )
-        out.append({**result, "replayed": False})
+        out.append(Remembered(**result, replayed=False))
     return out
 
 
 def get_memory(
     conn: sqlite3.Connection, tenant_id: str, memory_id: str, *, include_deleted: bool = False
-) -> dict[str, Any]:
+) -> Memory:
     """The memory, or :class:`NotFound` (also for a tombstone unless ``include_deleted``,
     and for another tenant's id)."""
-    return memory_dict(_row(conn, tenant_id, memory_id, include_deleted=include_deleted))
+    return memory_record(_row(conn, tenant_id, memory_id, include_deleted=include_deleted))
 
 
 # -- patch and forget -----------------------------------------------------------------------
-@dataclass(slots=True)
-class Changed:
-    """A patch or forget: the public record, the row key, and the text hash the vector
-    index should expect for it afterwards (``None``: no vector; unchanged: no update)."""
-
-    record: dict[str, Any]
-    pk: int
-    text_changed: bool
-    content_hash: str | None
-
-
 def _ms_or_none(value: datetime | None) -> int | None:
     return to_ms(value)
 
 
 def patch_memory(
     conn: sqlite3.Connection, tenant_id: str, memory_id: str, fields: Mapping[str, Any], *, now: int
-) -> Changed:
+) -> Memory:
     """Apply a patch as a new version (``update`` change); a new text is re-indexed.
 
     Raises:
@@ -387,38 +330,36 @@ def patch_memory(
         if name in fields and _ms_or_none(fields[name]) != row[name]:
             sets[name] = _ms_or_none(fields[name])
     if not sets:
-        return Changed(memory_dict(row), pk, False, row["content_hash"])
+        return memory_record(row)
     sets["version"] = row["version"] + 1
     sets["updated_at"] = now
     assignments = ", ".join(f"{name}=?" for name in sets)
     conn.execute(f"UPDATE memories SET {assignments} WHERE pk=?", (*sets.values(), pk))
     if "text" in sets:
-        keyword.unindex(conn, pk, row["text"])
-        keyword.index(conn, pk, sets["text"])
+        terms.index(conn, pk, sets["text"])
     if text_changed:
         conn.execute("DELETE FROM memory_vectors WHERE memory_pk=?", (pk,))
         enqueue(conn, tenant_id, pk, now)
     updated = _by_pk(conn, pk)
-    _log_change(conn, updated, "update", now)
-    return Changed(memory_dict(updated), pk, text_changed, new_hash)
+    _log_row(conn, updated, "update", now)
+    return memory_record(updated)
 
 
 def _drop_index_rows(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
-    if row["deleted_at"] is None:  # tombstones already left the keyword index
-        keyword.unindex(conn, row["pk"], row["text"])
     conn.execute("DELETE FROM memory_vectors WHERE memory_pk=?", (row["pk"],))
     conn.execute("DELETE FROM memory_outbox WHERE memory_pk=?", (row["pk"],))
 
 
 def forget(
     conn: sqlite3.Connection, tenant_id: str, memory_id: str, *, purge: bool, now: int
-) -> Changed:
+) -> Memory | Purged:
     """Tombstone a memory (``delete`` change), or hard-delete it with ``purge``.
 
     A tombstone keeps the row and its history, hides it from search and get, and drops its
     keyword, vector and outbox rows. Forgetting a tombstone again is a no-op. A purge
-    removes the row, nulls the text snapshots in its change log and appends a ``purge``
-    change, so feed consumers learn about it and the text is gone everywhere.
+    removes the row, nulls the text snapshots in its change log, forgets the idempotency
+    keys that created it (a retry after a purge stores the memory anew) and appends a
+    ``purge`` change, so feed consumers learn about it and the text is gone everywhere.
 
     Raises:
         NotFound: Unknown or another tenant's memory (a tombstone can still be purged).
@@ -427,19 +368,21 @@ def forget(
     pk = int(row["pk"])
     if purge:
         _drop_index_rows(conn, row)
+        conn.execute(
+            "DELETE FROM memory_idempotency WHERE tenant_id=? AND json_extract(result, '$.id')=?",
+            (tenant_id, memory_id),
+        )
         conn.execute("DELETE FROM memories WHERE pk=?", (pk,))
         conn.execute(
             "UPDATE memory_changes SET snapshot=NULL WHERE tenant_id=? AND memory_id=?",
             (tenant_id, memory_id),
         )
-        conn.execute(
-            "INSERT INTO memory_changes (tenant_id, memory_id, namespace, op, version, at) "
-            "VALUES (?,?,?,?,?,?)",
-            (tenant_id, memory_id, row["namespace"], "purge", row["version"] + 1, now),
+        log_change(
+            conn, tenant_id, memory_id, pk, row["namespace"], "purge", row["version"] + 1, now, None
         )
-        return Changed({"id": memory_id, "purged": True}, pk, True, None)
+        return Purged(id=memory_id)
     if row["deleted_at"] is not None:
-        return Changed(memory_dict(row), pk, False, None)
+        return memory_record(row)
     _drop_index_rows(conn, row)
     conn.execute(
         "UPDATE memories SET deleted_at=?, updated_at=?, version=version+1, embedding_model=NULL "
@@ -447,23 +390,11 @@ def forget(
         (now, now, pk),
     )
     tomb = _by_pk(conn, pk)
-    _log_change(conn, tomb, "delete", now)
-    return Changed(memory_dict(tomb), pk, True, None)
+    _log_row(conn, tomb, "delete", now)
+    return memory_record(tomb)
 
 
 # -- history, changes, browse ---------------------------------------------------------------
-def _change_dict(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "lsn": row["lsn"],
-        "op": row["op"],
-        "memory_id": row["memory_id"],
-        "namespace": row["namespace"],
-        "version": row["version"],
-        "at": iso(row["at"]),
-        "memory": loads(row["snapshot"]),
-    }
-
-
 def history(
     conn: sqlite3.Connection,
     tenant_id: str,
@@ -472,7 +403,7 @@ def history(
     after: int,
     limit: int,
     max_bytes: int,
-) -> tuple[list[dict[str, Any]], int | None]:
+) -> tuple[list[MemoryChange], int | None]:
     """The changes of one memory with ``lsn > after`` in lsn order (each with the memory
     as of then), at most ``limit`` and about ``max_bytes`` of snapshots.
 
@@ -486,29 +417,30 @@ def history(
     _row(conn, tenant_id, memory_id, include_deleted=True)
     cursor = conn.execute(
         "SELECT * FROM memory_changes WHERE tenant_id=? AND memory_id=? AND lsn>? "
-        "ORDER BY lsn LIMIT ?",
+        f"AND op IN {PUBLIC_OPS} ORDER BY lsn LIMIT ?",
         (tenant_id, memory_id, after, limit + 1),
     )
     rows, more = take_page(cursor, limit=limit, max_bytes=max_bytes)
-    items = [_change_dict(r) for r in rows]
-    return items, (items[-1]["lsn"] if more and items else None)
+    items = [change_record(r) for r in rows]
+    return items, (items[-1].lsn if more and items else None)
 
 
 def changes(
     conn: sqlite3.Connection, tenant_id: str, *, after: int, limit: int, max_bytes: int
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[MemoryChange], int]:
     """The change feed: ``(changes with lsn > after in lsn order, next_after)``, at most
     ``limit`` and about ``max_bytes`` of snapshots (at least one change).
 
     ``next_after`` is the last lsn returned (``after`` when there is none): pass it back.
     """
     cursor = conn.execute(
-        "SELECT * FROM memory_changes WHERE tenant_id=? AND lsn>? ORDER BY lsn LIMIT ?",
+        f"SELECT * FROM memory_changes WHERE tenant_id=? AND lsn>? AND op IN {PUBLIC_OPS} "
+        "ORDER BY lsn LIMIT ?",
         (tenant_id, after, limit),
     )
     rows, _ = take_page(cursor, limit=limit, max_bytes=max_bytes)
-    items = [_change_dict(r) for r in rows]
-    return items, (items[-1]["lsn"] if items else after)
+    items = [change_record(r) for r in rows]
+    return items, (items[-1].lsn if items else after)
 
 
 def browse(
@@ -520,7 +452,7 @@ def browse(
     limit: int,
     now: int,
     max_bytes: int,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[Memory], str | None]:
     """Memories newest first (by row key), at most ``limit`` and about ``max_bytes`` of
     stored text and metadata; ``(items, next_cursor)`` with an opaque cursor."""
     where, params = filter_sql(f, tenant_id, now)
@@ -532,7 +464,7 @@ def browse(
         (*params, limit + 1),
     )
     rows, more = take_page(cursor, limit=limit, max_bytes=max_bytes)
-    return [memory_dict(r) for r in rows], (str(rows[-1]["pk"]) if more and rows else None)
+    return [memory_record(r) for r in rows], (str(rows[-1]["pk"]) if more and rows else None)
 
 
 def export_page(
@@ -552,7 +484,7 @@ def export_page(
     Args:
         vectors_of: A model name: each memory with a current vector of that model gets
             ``embedding: {model, dim, vector}`` (``vector``: base64 of little-endian
-            float32, as :class:`tether.memory.schemas.ImportedEmbedding` reads it).
+            float32, as :class:`tether.domain.memories.ImportedEmbedding` reads it).
     """
     where, params = filter_sql(f, tenant_id, now)
     cursor = conn.execute(
@@ -560,7 +492,7 @@ def export_page(
         (*params, after, limit + 1),
     )
     rows, more = take_page(cursor, limit=limit, max_bytes=max_bytes)
-    items = [memory_dict(r) for r in rows]
+    items = [_as_dict(memory_record(r)) for r in rows]
     if vectors_of is not None and rows:
         stored = {
             int(pk): (int(dim), bytes(blob))
@@ -579,14 +511,39 @@ def export_page(
     return items, (int(rows[-1]["pk"]) if more and rows else None)
 
 
-@dataclass(frozen=True, slots=True)
-class ImportedVector:
-    """A vector an import stored directly: for the in-process vector index."""
+def _as_dict(memory: Memory) -> dict[str, Any]:
+    return {name: getattr(memory, name) for name in Memory.__dataclass_fields__}
 
-    memory_pk: int
-    namespace: str
-    content_hash: str
-    vector: bytes
+
+def store_vector(
+    conn: sqlite3.Connection,
+    row: sqlite3.Row,
+    *,
+    model: str,
+    dim: int,
+    vector: bytes,
+    now: int,
+) -> None:
+    """Store the vector (little-endian float32 bytes) of memory ``row``'s current text and
+    log a ``memory.embedded`` change, which the vector index of every replica follows."""
+    pk = int(row["pk"])
+    conn.execute(
+        "INSERT OR REPLACE INTO memory_vectors (memory_pk, model, tenant_id, content_hash, dim, "
+        "vector, created_at) VALUES (?,?,?,?,?,?,?)",
+        (pk, model, row["tenant_id"], row["content_hash"], dim, vector, now),
+    )
+    conn.execute("UPDATE memories SET embedding_model=? WHERE pk=?", (model, pk))
+    log_change(
+        conn,
+        row["tenant_id"],
+        row["id"],
+        pk,
+        row["namespace"],
+        "embedded",
+        row["version"],
+        now,
+        None,
+    )
 
 
 def import_memories(
@@ -597,7 +554,7 @@ def import_memories(
     now: int,
     model: str,
     dim: int,
-) -> tuple[dict[str, Any], list[ImportedVector]]:
+) -> ImportResult:
     """Import export lines; an id that exists (in any state) or a live twin text is skipped.
 
     Args:
@@ -607,13 +564,11 @@ def import_memories(
             by the indexer as usual.
 
     Returns:
-        ``{"imported": n, "skipped": n, "vectors": n, "ids": [...]}`` with ``ids``
-        aligned to the input (the existing memory's id for a skipped line), and the
-        vectors stored.
+        The counts, with ``ids`` aligned to the input (the existing memory's id for a
+        skipped line).
     """
-    imported = skipped = 0
+    imported = skipped = vectors = 0
     ids: list[str] = []
-    vectors: list[ImportedVector] = []
     for item in items:
         if item.id is not None:
             known = conn.execute(
@@ -640,21 +595,13 @@ def import_memories(
         if added.created and usable and emb is not None:
             values = emb.values(dim)  # checked by the caller: raises only on a bug
             blob = (values / np.linalg.norm(values)).astype("<f4").tobytes()
-            pk = int(added.row["pk"])
-            digest = added.row["content_hash"]
-            conn.execute(
-                "INSERT INTO memory_vectors (memory_pk, model, tenant_id, content_hash, dim, "
-                "vector, created_at) VALUES (?,?,?,?,?,?,?)",
-                (pk, model, tenant_id, digest, emb.dim, blob, now),
-            )
-            conn.execute("UPDATE memories SET embedding_model=? WHERE pk=?", (model, pk))
-            vectors.append(ImportedVector(pk, added.row["namespace"], digest, blob))
-    result = {"imported": imported, "skipped": skipped, "vectors": len(vectors), "ids": ids}
-    return result, vectors
+            store_vector(conn, added.row, model=model, dim=emb.dim, vector=blob, now=now)
+            vectors += 1
+    return ImportResult(imported=imported, skipped=skipped, vectors=vectors, ids=ids)
 
 
-def stats(conn: sqlite3.Connection, tenant_id: str) -> dict[str, int]:
-    """``{count, index_backlog, dead_letters, deleted}`` for the tenant (live = not deleted)."""
+def stats(conn: sqlite3.Connection, tenant_id: str) -> MemoryStats:
+    """The tenant's live and tombstoned memories, pending and dead embedding jobs."""
     count, deleted = conn.execute(
         "SELECT coalesce(sum(deleted_at IS NULL),0), coalesce(sum(deleted_at IS NOT NULL),0) "
         "FROM memories WHERE tenant_id=?",
@@ -666,9 +613,9 @@ def stats(conn: sqlite3.Connection, tenant_id: str) -> dict[str, int]:
             (tenant_id,),
         ).fetchall()
     )
-    return {
-        "count": int(count),
-        "deleted": int(deleted),
-        "index_backlog": int(by_state.get("pending", 0)),
-        "dead_letters": int(by_state.get("dead", 0)),
-    }
+    return MemoryStats(
+        count=int(count),
+        deleted=int(deleted),
+        index_backlog=int(by_state.get("pending", 0)),
+        dead_letters=int(by_state.get("dead", 0)),
+    )

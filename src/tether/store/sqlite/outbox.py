@@ -9,43 +9,20 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from tether.domain.time import iso
+from tether.domain.records import OutboxJob
+from tether.store.base import EmbeddedJob, Job
+from tether.store.rows import job_record
+from tether.store.sqlite.memories import store_vector
 
 # Keys per IN (...) list.
 _IN_CHUNK = 500
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A due embedding job with the memory's current text.
-
-    ``text`` is ``None`` when the memory is gone (purged, or tombstoned after the job was
-    queued): the job is then simply dropped.
-    """
-
-    id: int
-    tenant_id: str
-    memory_pk: int
-    attempts: int
-    namespace: str | None
-    text: str | None
-    content_hash: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Embedded:
-    """A job's outcome to commit: the vector (float32 little-endian bytes) of ``text``."""
-
-    job: Job
-    vector: bytes
-    dim: int
-
-
-def due_jobs(conn: sqlite3.Connection, *, now: int, limit: int) -> list[Job]:
-    """Up to ``limit`` pending jobs due at ``now``, oldest due first, across tenants."""
+def claim_jobs(conn: sqlite3.Connection, *, now: int, limit: int, lease_ms: int) -> list[Job]:
+    """Up to ``limit`` pending jobs due at ``now``, oldest due first, across tenants, each
+    made due again ``lease_ms`` later (a write: run it in the writer)."""
     rows = conn.execute(
         "SELECT o.id, o.tenant_id, o.memory_pk, o.attempts, m.namespace, m.text, "
         "m.content_hash, m.deleted_at FROM memory_outbox o "
@@ -54,6 +31,12 @@ def due_jobs(conn: sqlite3.Connection, *, now: int, limit: int) -> list[Job]:
         "LIMIT ?",
         (now, limit),
     ).fetchall()
+    if rows:
+        ids = [r["id"] for r in rows]
+        conn.execute(
+            f"UPDATE memory_outbox SET next_attempt_at=? WHERE id IN ({','.join('?' * len(ids))})",
+            (now + lease_ms, *ids),
+        )
     out = []
     for r in rows:
         gone = r["text"] is None or r["deleted_at"] is not None
@@ -71,6 +54,17 @@ def due_jobs(conn: sqlite3.Connection, *, now: int, limit: int) -> list[Job]:
     return out
 
 
+def release(conn: sqlite3.Connection, job_ids: Sequence[int], *, due_at: int) -> None:
+    """Make pending jobs due at ``due_at`` (ms), ending their lease early."""
+    for i in range(0, len(job_ids), _IN_CHUNK):
+        chunk = list(job_ids[i : i + _IN_CHUNK])
+        conn.execute(
+            f"UPDATE memory_outbox SET next_attempt_at=? WHERE state='pending' "
+            f"AND id IN ({','.join('?' * len(chunk))})",
+            (due_at, *chunk),
+        )
+
+
 def next_due_at(conn: sqlite3.Connection) -> int | None:
     """When the earliest pending job is due (ms since the epoch), or ``None`` if none."""
     value = conn.execute(
@@ -80,8 +74,12 @@ def next_due_at(conn: sqlite3.Connection) -> int | None:
 
 
 def complete(
-    conn: sqlite3.Connection, model: str, done: Sequence[Embedded], drop: Sequence[int], now: int
-) -> list[Embedded]:
+    conn: sqlite3.Connection,
+    model: str,
+    done: Sequence[EmbeddedJob],
+    drop: Sequence[int],
+    now: int,
+) -> int:
     """Store vectors whose memory still has the embedded text, and delete the jobs.
 
     Args:
@@ -90,24 +88,19 @@ def complete(
         drop: Ids of jobs to delete without a vector (their memory is gone).
 
     Returns:
-        The entries whose vector was stored (a memory whose text changed or that was
-        deleted meanwhile is skipped: a newer job, or none, covers it).
+        How many vectors were stored (a memory whose text changed or that was deleted
+        meanwhile is skipped: a newer job, or none, covers it).
     """
-    stored: list[Embedded] = []
+    stored = 0
     for item in done:
         job = item.job
         live = conn.execute(
-            "SELECT 1 FROM memories WHERE pk=? AND content_hash=? AND deleted_at IS NULL",
+            "SELECT * FROM memories WHERE pk=? AND content_hash=? AND deleted_at IS NULL",
             (job.memory_pk, job.content_hash),
         ).fetchone()
         if live is not None:
-            conn.execute(
-                "INSERT OR REPLACE INTO memory_vectors (memory_pk, model, tenant_id, "
-                "content_hash, dim, vector, created_at) VALUES (?,?,?,?,?,?,?)",
-                (job.memory_pk, model, job.tenant_id, job.content_hash, item.dim, item.vector, now),
-            )
-            conn.execute("UPDATE memories SET embedding_model=? WHERE pk=?", (model, job.memory_pk))
-            stored.append(item)
+            store_vector(conn, live, model=model, dim=item.dim, vector=item.vector, now=now)
+            stored += 1
     ids = [item.job.id for item in done] + list(drop)
     for i in range(0, len(ids), _IN_CHUNK):
         chunk = ids[i : i + _IN_CHUNK]
@@ -145,22 +138,9 @@ def fail(
     return dead
 
 
-def _job_dict(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "memory_id": row["memory_id"],
-        "state": row["state"],
-        "attempts": row["attempts"],
-        "next_attempt_at": iso(row["next_attempt_at"]),
-        "last_error": row["last_error"],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-    }
-
-
 def list_jobs(
     conn: sqlite3.Connection, tenant_id: str, *, state: str, after: int, limit: int
-) -> tuple[list[dict[str, Any]], int | None]:
+) -> tuple[list[OutboxJob], int | None]:
     """The tenant's jobs in ``state`` by id: ``(items, next_after or None)``."""
     rows = conn.execute(
         "SELECT o.*, m.id AS memory_id FROM memory_outbox o "
@@ -168,8 +148,8 @@ def list_jobs(
         "WHERE o.tenant_id=? AND o.state=? AND o.id>? ORDER BY o.id LIMIT ?",
         (tenant_id, state, after, limit + 1),
     ).fetchall()
-    items = [_job_dict(r) for r in rows[:limit]]
-    return items, (items[-1]["id"] if len(rows) > limit and items else None)
+    items = [job_record(r) for r in rows[:limit]]
+    return items, (items[-1].id if len(rows) > limit and items else None)
 
 
 def replay(conn: sqlite3.Connection, tenant_id: str, ids: Sequence[int] | None, *, now: int) -> int:
@@ -215,22 +195,3 @@ def enqueue_reindex(
         "(SELECT 1 FROM memory_outbox o WHERE o.memory_pk=m.pk AND o.state='pending')",
         params,
     ).rowcount
-
-
-def load_vectors(
-    conn: sqlite3.Connection, *, model: str, after_pk: int, limit: int
-) -> list[tuple[str, str, int, str, bytes]]:
-    """A page of live, current vectors of ``model`` across tenants, by memory pk.
-
-    Returns:
-        ``(tenant_id, namespace, memory_pk, content_hash, vector_bytes)`` rows; a vector
-        whose ``content_hash`` no longer matches its memory's text is left out.
-    """
-    rows = conn.execute(
-        "SELECT m.tenant_id, m.namespace, m.pk, m.content_hash, v.vector FROM memory_vectors v "
-        "JOIN memories m ON m.pk = v.memory_pk "
-        "WHERE v.model=? AND v.memory_pk>? AND m.deleted_at IS NULL "
-        "AND v.content_hash = m.content_hash ORDER BY v.memory_pk LIMIT ?",
-        (model, after_pk, limit),
-    ).fetchall()
-    return [(r[0], r[1], int(r[2]), r[3], bytes(r[4])) for r in rows]

@@ -10,7 +10,11 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Final
 
-from tether.store.sql_memory import MEMORY_COLUMNS, MemoryFilter, filter_sql
+from tether.domain.filters import MemoryFilter
+from tether.domain.records import Memory
+from tether.store.base import RankingRow
+from tether.store.rows import MEMORY_COLUMNS, memory_record
+from tether.store.sqlite.memories import filter_sql
 
 # Keys per IN (...) list (SQLite's bound-parameter limit is 32766; small lists plan well).
 _IN_CHUNK = 500
@@ -24,7 +28,7 @@ RANKING_COLUMNS: Final = "m.pk, m.created_at, m.occurred_at, m.last_accessed_at,
 
 def rows_passing(
     conn: sqlite3.Connection, tenant_id: str, f: MemoryFilter, pks: Sequence[int], *, now: int
-) -> dict[int, sqlite3.Row]:
+) -> dict[int, RankingRow]:
     """The :data:`RANKING_COLUMNS` of the rows among ``pks`` that pass the filter, by pk
     (others are simply absent).
 
@@ -34,7 +38,7 @@ def rows_passing(
     latency database; selecting the columns rather than ``*`` then 0.61 ms).
     """
     where, params = filter_sql(f, tenant_id, now)
-    out: dict[int, sqlite3.Row] = {}
+    out: dict[int, RankingRow] = {}
     unique = list(dict.fromkeys(pks))
     for i in range(0, len(unique), _IN_CHUNK):
         chunk = unique[i : i + _IN_CHUNK]
@@ -44,13 +48,11 @@ def rows_passing(
             f"WHERE m.pk IN ({marks}) AND {where}",
             (*chunk, *params),
         ):
-            out[int(row["pk"])] = row
+            out[row[0]] = RankingRow(row[0], row[1], row[2], row[3], float(row[4]))
     return out
 
 
-def rows_by_pk(
-    conn: sqlite3.Connection, tenant_id: str, pks: Sequence[int]
-) -> dict[int, sqlite3.Row]:
+def rows_by_pk(conn: sqlite3.Connection, tenant_id: str, pks: Sequence[int]) -> dict[int, Memory]:
     """Full rows (:data:`~tether.store.sql_memory.MEMORY_COLUMNS`) of the tenant's live
     (not forgotten) memories among ``pks``, by pk; no other filter (callers pass keys that
     passed one in an earlier read: a memory forgotten since is left out)."""
@@ -58,7 +60,7 @@ def rows_by_pk(
         return {}
     marks = ",".join("?" * len(pks))
     return {
-        int(row["pk"]): row
+        int(row["pk"]): memory_record(row)
         for row in conn.execute(
             f"SELECT {MEMORY_COLUMNS} FROM memories m NOT INDEXED "
             f"WHERE m.pk IN ({marks}) AND m.tenant_id=? AND m.deleted_at IS NULL",

@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
-from tether.domain.events import EventIn, EventKind
+from tether.domain.changes import SESSIONS_TOPIC, Change
+from tether.domain.filters import SessionFilter
+from tether.domain.records import Created, Goal, Session, SessionDetail, StateDoc
 from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
 from tether.domain.time import new_id
 from tether.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from tether.store.common import body_hash, dumps, emit, loads, merge_json, take_page
+from tether.store.prepared import prepare_events, server_event
 from tether.store.rows import (
     SESSION_COLUMNS,
-    body_hash,
-    dumps,
-    goal_dict,
-    loads,
-    merge_json,
-    session_dict,
-    take_page,
+    child_record,
+    goal_record,
+    session_record,
 )
-from tether.store.sql_events import append_events, prepare_events
+from tether.store.sqlite.events import append_events
 
 TERMINAL = frozenset({"completed", "failed", "abandoned"})
-
-
-@dataclass(slots=True)
-class Created:
-    """A create's outcome: the record and whether this call made it (201) or found it (200)."""
-
-    record: dict[str, Any]
-    created: bool
 
 
 def get_row(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> sqlite3.Row:
@@ -41,6 +32,10 @@ def get_row(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> sqlite
     if row is None:
         raise NotFound(f"session {session_id!r} not found", details={"session_id": session_id})
     return row
+
+
+def _by_pk(conn: sqlite3.Connection, pk: int) -> Session:
+    return session_record(conn.execute("SELECT * FROM sessions WHERE pk=?", (pk,)).fetchone())
 
 
 def get_pk(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> int:
@@ -56,7 +51,7 @@ def get_pk(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> int:
 def _server_event(
     conn: sqlite3.Connection,
     tenant_id: str,
-    parent_pk: int,
+    parent: sqlite3.Row,
     *,
     name: str,
     key: str,
@@ -65,18 +60,15 @@ def _server_event(
     correlation_id: str | None,
     now: int,
 ) -> None:
-    # Built without validation: these values are the server's own, and the key (a prefix
-    # plus a child id of up to 200 characters) may exceed what a client may send.
-    event = EventIn.model_construct(
-        kind=EventKind.agent,
-        name=name,
-        status="error" if status == "failed" else "ok",
-        input=payload,
-        attributes={"origin": "server"},
-        idempotency_key=key,
-    )
+    event = server_event(name=name, key=key, payload=payload, status=status)
     prepared = prepare_events([event], tenant_id=tenant_id, correlation_id=correlation_id, now=now)
-    append_events(conn, session_pk=parent_pk, prepared=prepared, now=now)
+    append_events(
+        conn, session_pk=parent["pk"], session_id=parent["id"], prepared=prepared, now=now
+    )
+
+
+def _changed(tenant_id: str, session_id: str, kind: str, now: int) -> None:
+    emit(Change(SESSIONS_TOPIC, tenant_id, kind, now, {"id": session_id}))
 
 
 def create_session(
@@ -87,7 +79,7 @@ def create_session(
     now: int,
     correlation_id: str | None,
     strict: bool = True,
-) -> Created:
+) -> Created[Session]:
     """Create a session from the request's explicitly-set ``fields`` (``id`` optional).
 
     With ``strict`` (the REST create), an existing id with the same body returns it and a
@@ -111,7 +103,7 @@ def create_session(
                 f"session {session_id!r} exists with a different body",
                 details={"session_id": session_id},
             )
-        return Created(session_dict(existing), created=False)
+        return Created(session_record(existing), created=False)
     parent_id = fields.get("parent_id")
     parent = get_row(conn, tenant_id, parent_id) if parent_id else None
     cur = conn.execute(
@@ -135,7 +127,7 @@ def create_session(
         _server_event(
             conn,
             tenant_id,
-            parent["pk"],
+            parent,
             name="agent.spawned",
             key=f"agent-spawn:{session_id}",
             payload={"child_id": session_id, "agent": fields.get("agent")},
@@ -144,36 +136,27 @@ def create_session(
             now=now,
         )
     row = conn.execute("SELECT * FROM sessions WHERE pk=?", (cur.lastrowid,)).fetchone()
-    return Created(session_dict(row), created=True)
+    _changed(tenant_id, session_id, "session.created", now)
+    return Created(session_record(row), created=True)
 
 
-def session_detail(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> dict[str, Any]:
+def session_detail(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> SessionDetail:
     """A session with its goals and its children (id, agent, status)."""
     row = get_row(conn, tenant_id, session_id)
-    out = session_dict(row)
-    out["goals"] = [
-        goal_dict(g)
+    goals = [
+        goal_record(g)
         for g in conn.execute("SELECT * FROM goals WHERE session_pk=? ORDER BY pk", (row["pk"],))
     ]
-    out["children"] = [
-        {"id": c["id"], "agent": c["agent"], "status": c["status"]}
+    children = [
+        child_record(c)
         for c in conn.execute(
             "SELECT id, agent, status FROM sessions WHERE tenant_id=? AND parent_id=? ORDER BY pk",
             (tenant_id, session_id),
         )
     ]
-    return out
-
-
-@dataclass(slots=True)
-class SessionFilter:
-    status: str | None = None
-    agent: str | None = None
-    user_id: str | None = None
-    tag: str | None = None
-    parent_id: str | None = None
-    since_ms: int | None = None
-    until_ms: int | None = None
+    session = session_record(row)
+    fields = {name: getattr(session, name) for name in Session.__dataclass_fields__}
+    return SessionDetail(**fields, goals=goals, children=children)
 
 
 def list_sessions(
@@ -184,7 +167,7 @@ def list_sessions(
     cursor: int | None,
     limit: int,
     max_bytes: int,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[Session], str | None]:
     """Newest first, at most ``limit`` and about ``max_bytes`` of stored JSON (the state
     document is not part of a list item and is not read). ``cursor`` is the opaque
     ``next_cursor`` of the previous page."""
@@ -214,12 +197,12 @@ def list_sessions(
     sql += " ORDER BY pk DESC LIMIT ?"
     params.append(limit + 1)
     rows, more = take_page(conn.execute(sql, params), limit=limit, max_bytes=max_bytes)
-    return [session_dict(r) for r in rows], (str(rows[-1]["pk"]) if more and rows else None)
+    return [session_record(r) for r in rows], (str(rows[-1]["pk"]) if more and rows else None)
 
 
 def patch_session(
     conn: sqlite3.Connection, tenant_id: str, session_id: str, patch: SessionPatch, *, now: int
-) -> dict[str, Any]:
+) -> Session:
     """Replace the sent fields; merge ``metadata`` (RFC 7386)."""
     row = get_row(conn, tenant_id, session_id)
     sets: list[str] = []
@@ -237,7 +220,8 @@ def patch_session(
             f"UPDATE sessions SET {', '.join(sets)}, updated_at=? WHERE pk=?",
             (*params, now, row["pk"]),
         )
-    return session_dict(conn.execute("SELECT * FROM sessions WHERE pk=?", (row["pk"],)).fetchone())
+        _changed(tenant_id, session_id, "session.updated", now)
+    return _by_pk(conn, row["pk"])
 
 
 def end_session(
@@ -250,7 +234,7 @@ def end_session(
     now: int,
     correlation_id: str | None,
     strict: bool = True,
-) -> dict[str, Any]:
+) -> Session:
     """End a session. Ending it again with the same status is a no-op; with another
     status, :class:`Conflict` when ``strict``. A child's end logs ``agent.completed`` in
     its parent (key ``agent-end:<id>``)."""
@@ -261,7 +245,7 @@ def end_session(
                 f"session {session_id!r} already ended as {row['status']!r}",
                 details={"status": row["status"]},
             )
-        return session_dict(row)
+        return session_record(row)
     conn.execute(
         "UPDATE sessions SET status=?, summary=coalesce(?, summary), ended_at=?, updated_at=? "
         "WHERE pk=?",
@@ -269,13 +253,13 @@ def end_session(
     )
     if row["parent_id"]:
         parent = conn.execute(
-            "SELECT pk FROM sessions WHERE tenant_id=? AND id=?", (tenant_id, row["parent_id"])
+            "SELECT pk, id FROM sessions WHERE tenant_id=? AND id=?", (tenant_id, row["parent_id"])
         ).fetchone()
         if parent is not None:
             _server_event(
                 conn,
                 tenant_id,
-                parent["pk"],
+                parent,
                 name="agent.completed",
                 key=f"agent-end:{session_id}",
                 payload={"child_id": session_id, "status": status, "summary": summary},
@@ -283,22 +267,24 @@ def end_session(
                 correlation_id=correlation_id,
                 now=now,
             )
-    return session_dict(conn.execute("SELECT * FROM sessions WHERE pk=?", (row["pk"],)).fetchone())
+    _changed(tenant_id, session_id, "session.ended", now)
+    return _by_pk(conn, row["pk"])
 
 
-def delete_session(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> dict[str, int]:
+def delete_session(conn: sqlite3.Connection, tenant_id: str, session_id: str, *, now: int) -> int:
     """Delete a session with its events and goals. Children keep their ``parent_id``."""
     row = get_row(conn, tenant_id, session_id)
     events = conn.execute("DELETE FROM events WHERE session_pk=?", (row["pk"],)).rowcount
     conn.execute("DELETE FROM goals WHERE session_pk=?", (row["pk"],))
     conn.execute("DELETE FROM sessions WHERE pk=?", (row["pk"],))
-    return {"deleted_events": events}
+    _changed(tenant_id, session_id, "session.deleted", now)
+    return int(events)
 
 
 # -- state -------------------------------------------------------------------------------
-def get_state(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> dict[str, Any]:
+def get_state(conn: sqlite3.Connection, tenant_id: str, session_id: str) -> StateDoc:
     row = get_row(conn, tenant_id, session_id)
-    return {"state": loads(row["state"]), "version": row["state_version"]}
+    return StateDoc(state=loads(row["state"]), version=row["state_version"])
 
 
 def patch_state(
@@ -310,7 +296,7 @@ def patch_state(
     if_match: int | None,
     now: int,
     max_bytes: int,
-) -> dict[str, Any]:
+) -> StateDoc:
     """Apply a JSON Merge Patch (RFC 7386) to the state document; bump its version.
 
     Raises:
@@ -332,13 +318,14 @@ def patch_state(
         "UPDATE sessions SET state=?, state_version=?, updated_at=? WHERE pk=?",
         (text, version, now, row["pk"]),
     )
-    return {"state": state, "version": version}
+    _changed(tenant_id, session_id, "session.updated", now)
+    return StateDoc(state=state, version=version)
 
 
 # -- goals -------------------------------------------------------------------------------
 def create_goal(
     conn: sqlite3.Connection, tenant_id: str, session_id: str, goal: GoalIn, *, now: int
-) -> Created:
+) -> Created[Goal]:
     """Add a goal. A client-chosen ``id`` makes the create idempotent (same body 200,
     different body :class:`Conflict`)."""
     session = get_row(conn, tenant_id, session_id)
@@ -351,7 +338,7 @@ def create_goal(
     if existing is not None:
         if existing["create_hash"] != digest:
             raise Conflict(f"goal {goal_id!r} exists with a different body")
-        return Created(goal_dict(existing), created=False)
+        return Created(goal_record(existing), created=False)
     done = now if goal.status in ("done", "failed", "cancelled") else None
     cur = conn.execute(
         "INSERT INTO goals (tenant_id, session_pk, id, description, priority, status, progress, "
@@ -373,7 +360,8 @@ def create_goal(
         ),
     )
     row = conn.execute("SELECT * FROM goals WHERE pk=?", (cur.lastrowid,)).fetchone()
-    return Created(goal_dict(row), created=True)
+    _changed(tenant_id, session_id, "session.updated", now)
+    return Created(goal_record(row), created=True)
 
 
 def patch_goal(
@@ -384,7 +372,7 @@ def patch_goal(
     patch: GoalPatch,
     *,
     now: int,
-) -> dict[str, Any]:
+) -> Goal:
     session = get_row(conn, tenant_id, session_id)
     row = conn.execute(
         "SELECT * FROM goals WHERE session_pk=? AND id=?", (session["pk"], goal_id)
@@ -409,4 +397,5 @@ def patch_goal(
             f"UPDATE goals SET {', '.join(sets)}, updated_at=? WHERE pk=?",
             (*params, now, row["pk"]),
         )
-    return goal_dict(conn.execute("SELECT * FROM goals WHERE pk=?", (row["pk"],)).fetchone())
+    _changed(tenant_id, session_id, "session.updated", now)
+    return goal_record(conn.execute("SELECT * FROM goals WHERE pk=?", (row["pk"],)).fetchone())

@@ -6,7 +6,7 @@ Times are integer milliseconds since the Unix epoch (UTC); JSON columns are TEXT
   ``(tenant_id, namespace, content_hash)`` is unique (dedupe); a tombstone
   (``deleted_at``) frees its hash so the same text can be remembered again.
 - ``memories_fts``: external-content FTS5 index over ``memories.text``
-  (``tether.memory.fts.FTS_TABLE_DDL``), maintained by the writer in the same transaction.
+  maintained by the writer in the same transaction (dropped again by 0006).
 - ``memory_changes``: the change log; ``lsn`` is global and strictly increasing
   (AUTOINCREMENT: never reused, even after a purge). ``snapshot`` is the memory after the
   change (NULL once the memory is purged).
@@ -21,8 +21,6 @@ Revises: 0001_core
 """
 
 from alembic import op
-
-from tether.memory.fts import FTS_TABLE_DDL
 
 revision = "0002_memory"
 down_revision = "0001_core"
@@ -60,7 +58,11 @@ _UP = [
        WHERE deleted_at IS NULL""",
     "CREATE INDEX memories_ns ON memories (tenant_id, namespace, pk)",
     "CREATE INDEX memories_session ON memories (tenant_id, source_session_id)",
-    FTS_TABLE_DDL,
+    # The FTS5 DDL as it was (migrations import no live code).
+    """CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
+        text, content='memories', content_rowid='rowid',
+        tokenize='porter unicode61 remove_diacritics 2'
+    )""",
     """
     CREATE TABLE memory_changes (
         lsn        INTEGER PRIMARY KEY AUTOINCREMENT,

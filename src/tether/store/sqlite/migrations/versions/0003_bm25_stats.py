@@ -5,18 +5,14 @@
 - ``memories.terms``: the memory's analyzer terms, space-separated, so recall rescoring
   reads them instead of re-analyzing every candidate's text.
 
-Both count the memories in the FTS5 index (live, including expired ones). The upgrade
-backfills them from the memories already stored.
+Both count the memories in the FTS5 index (live, including expired ones). Existing rows'
+``terms`` are filled in by the store at start (rows whose ``terms`` is NULL).
 
 Revision ID: 0003_bm25_stats
 Revises: 0002_memory
 """
 
-from collections import Counter
-
 from alembic import op
-
-from tether.memory.analyzer import analyze
 
 revision = "0003_bm25_stats"
 down_revision = "0002_memory"
@@ -51,33 +47,8 @@ _UP = [
 def upgrade() -> None:
     for statement in _UP:
         op.execute(statement)
-    bind = op.get_bind()
-    docs: Counter[tuple[str, str]] = Counter()
-    tokens: Counter[tuple[str, str]] = Counter()
-    df: Counter[tuple[str, str, str]] = Counter()
-    rows = bind.exec_driver_sql(
-        "SELECT pk, tenant_id, namespace, text FROM memories WHERE deleted_at IS NULL"
-    ).fetchall()
-    updates = []
-    for pk, tenant_id, namespace, text in rows:
-        terms = analyze(text)
-        updates.append((" ".join(terms), pk))
-        docs[tenant_id, namespace] += 1
-        tokens[tenant_id, namespace] += len(terms)
-        for term in set(terms):
-            df[tenant_id, namespace, term] += 1
-    if updates:
-        bind.exec_driver_sql("UPDATE memories SET terms=? WHERE pk=?", updates)
-    if docs:
-        bind.exec_driver_sql(
-            "INSERT INTO memory_ns_stats (tenant_id, namespace, docs, tokens) VALUES (?,?,?,?)",
-            [(t, ns, n, tokens[t, ns]) for (t, ns), n in docs.items()],
-        )
-    if df:
-        bind.exec_driver_sql(
-            "INSERT INTO memory_term_df (tenant_id, namespace, term, df) VALUES (?,?,?,?)",
-            [(t, ns, term, n) for (t, ns, term), n in df.items()],
-        )
+    # Existing memories' terms are filled in by the store when it starts (a migration
+    # imports no live code, and the analyzer is live code).
 
 
 def downgrade() -> None:

@@ -1,0 +1,89 @@
+"""The Store contract (``tether.store.base``), run on every backend.
+
+Tenant scoping, dedupe and idempotency, tombstones and purges, the change feed and the
+records a search reads back: what every backend must do the same way.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tether.domain.filters import MemoryFilter
+from tether.domain.memories import MemoryIn
+from tether.errors import NotFound
+from tether.store.base import Store
+
+pytestmark = pytest.mark.anyio
+
+
+async def _pks(store: Store) -> dict[str, int]:
+    """Memory id -> row key, from the store's own snapshot (every tenant)."""
+    _, rows = await store.memory_snapshot(model="m", after_pk=0, limit=10_000)
+    return {r.memory_id: r.pk for r in rows}
+
+
+async def test_every_memory_call_is_scoped_by_tenant(store: Store) -> None:
+    item = MemoryIn(namespace="shared", text="the launch code is tulip", idempotency_key="k")
+    (a,) = await store.remember("tenant-a", [item], now=1)
+    # Same namespace, text and key in another tenant: a separate memory, not a replay.
+    (b,) = await store.remember("tenant-b", [item], now=1)
+    assert b.created is True
+    assert b.replayed is False
+    assert b.id != a.id
+    with pytest.raises(NotFound):
+        await store.get_memory("tenant-b", a.id)
+    with pytest.raises(NotFound):
+        await store.memory_history("tenant-b", a.id, after=0, limit=10, max_bytes=1 << 20)
+    with pytest.raises(NotFound):
+        await store.forget_memory("tenant-b", a.id, purge=True, now=3)
+    pk = await _pks(store)
+    f = MemoryFilter(namespaces=["shared"])
+    both = [pk[a.id], pk[b.id]]
+    assert list(await store.ranking_rows("tenant-b", f, both, now=2)) == [pk[b.id]]
+    assert [m.id for m in (await store.memories_by_pk("tenant-b", both)).values()] == [b.id]
+    items, _ = await store.memory_changes("tenant-a", after=0, limit=100, max_bytes=1 << 20)
+    assert {i.memory_id for i in items} == {a.id}
+    assert (await store.memory_stats("tenant-c")).count == 0
+    await store.enqueue_reindex("tenant-a", model="m", everything=True, now=3)
+    jobs = await store.claim_jobs(now=10, limit=100, lease_ms=60_000)
+    assert {j.tenant_id for j in jobs} == {"tenant-a", "tenant-b"}
+    assert await store.replay_jobs("tenant-b", None, now=4) == 0
+
+
+async def test_a_purge_leaves_no_text_behind(store: Store) -> None:
+    (a,) = await store.remember("t", [MemoryIn(namespace="n", text="secret recipe")], now=1)
+    await store.forget_memory("t", a.id, purge=True, now=2)
+    with pytest.raises(NotFound):
+        await store.get_memory("t", a.id, include_deleted=True)
+    changes, _ = await store.memory_changes("t", after=0, limit=100, max_bytes=1 << 20)
+    assert [c.op for c in changes] == ["add", "purge"]
+    assert all(c.memory is None for c in changes)
+    assert (await store.memory_stats("t")).index_backlog == 0
+    _, rows = await store.memory_snapshot(model="m", after_pk=0, limit=100)
+    assert rows == []
+
+
+async def test_records_of_memories_forgotten_since_are_left_out(store: Store) -> None:
+    """A search reads its results' records after their candidates: a memory forgotten in
+    between must not be rendered."""
+    items = [MemoryIn(namespace="n", text=t) for t in ("kept", "forgotten")]
+    kept, gone = await store.remember("t", items, now=1)
+    pk = await _pks(store)
+    await store.forget_memory("t", gone.id, purge=False, now=2)
+    records = await store.memories_by_pk("t", [pk[kept.id], pk[gone.id]])
+    assert [m.id for m in records.values()] == [kept.id]
+
+
+async def test_the_memory_feed_reports_each_memory_as_it_is_now(store: Store) -> None:
+    (a,) = await store.remember("t", [MemoryIn(namespace="n", text="first text")], now=1)
+    lsn, snapshot = await store.memory_snapshot(model="m", after_pk=0, limit=100)
+    assert [r.memory_id for r in snapshot] == [a.id]
+    assert snapshot[0].terms == "first text"
+    assert snapshot[0].vector is None  # not embedded yet
+    await store.update_memory("t", a.id, {"text": "second text"}, now=2)
+    await store.forget_memory("t", a.id, purge=False, now=3)
+    feed = await store.memory_feed(model="m", after=lsn, limit=100)
+    assert [r.lsn for r in feed] == sorted(r.lsn for r in feed)
+    assert all(r.lsn > lsn for r in feed)
+    assert len(feed) == 2
+    assert all(r.terms is None for r in feed)  # as it is now: gone
