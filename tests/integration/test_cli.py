@@ -22,8 +22,20 @@ def test_serve_refuses_a_non_loopback_address_without_auth() -> None:
 def test_help_lists_the_commands() -> None:
     done = subprocess.run([*TETHER, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    for command in ("serve", "import", "version"):
+    for command in ("serve", "import", "migrate", "version"):
         assert command in done.stdout
     serve = subprocess.run([*TETHER, "serve", "--help"], capture_output=True, text=True, timeout=60)
     assert "(default: 127.0.0.1)" in serve.stdout
     assert "(default: 7117)" in serve.stdout
+
+
+def test_serve_on_a_postgres_that_does_not_answer_exits_with_one_line() -> None:
+    url = "postgresql://tether:s3cret-pw@127.0.0.1:1/nowhere"  # nothing listens on port 1
+    done = subprocess.run(
+        [*TETHER, "serve", "--port", "0", "--db", url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("tether: cannot open PostgreSQL at 127.0.0.1:1/nowhere: ")
+    assert "s3cret-pw" not in done.stderr + done.stdout

@@ -11,6 +11,7 @@ import typer
 from tether import __version__
 from tether.cli import import_cmd
 from tether.cli import memory as memory_cmd
+from tether.cli.migrate_cmd import migrate_command
 from tether.config import Settings
 from tether.errors import Unavailable
 
@@ -24,6 +25,7 @@ app = typer.Typer(
 
 app.add_typer(import_cmd.app, name="import")
 app.add_typer(memory_cmd.app, name="memory")
+app.command(name="migrate")(migrate_command)
 
 
 def _is_loopback(host: str) -> bool:

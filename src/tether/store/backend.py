@@ -41,6 +41,7 @@ from tether.domain.records import (
 from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
 from tether.store.base import EmbeddedJob, IndexRow, Job, RankingRow, Store
 from tether.store.prepared import group_batch, prepare_events
+from tether.store.tables import TABLES, TableSpec
 
 __all__ = ["BackendStore", "SqlModules"]
 
@@ -58,6 +59,7 @@ class SqlModules:
     outbox: ModuleType
     recall: ModuleType
     feed: ModuleType
+    copy: ModuleType
 
 
 class BackendStore(Store):
@@ -430,3 +432,30 @@ class BackendStore(Store):
                 c, tenant_id, model=model, everything=everything, now=now
             )
         )
+
+    # -- copying a deployment ----------------------------------------------------------
+    async def read_table(
+        self, table: str, *, after: Sequence[Any] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        spec = _spec(table)
+        return await self.read(lambda c: self.sql.copy.read_page(c, spec, after=after, limit=limit))
+
+    async def write_table(self, table: str, rows: Sequence[Sequence[Any]]) -> int:
+        spec = _spec(table)
+        return await self.write(lambda c: self.sql.copy.write_page(c, spec, rows))
+
+    async def is_empty(self) -> bool:
+        def job(conn: Any) -> bool:
+            return not any(self.sql.copy.has_rows(conn, spec) for spec in TABLES)
+
+        return await self.read(job)
+
+    async def finish_load(self) -> None:
+        await self.write(self.sql.copy.after_load)
+
+
+def _spec(table: str) -> TableSpec:
+    for spec in TABLES:
+        if spec.name == table:
+            return spec
+    raise KeyError(f"not a table of a Tether store: {table!r}")

@@ -468,3 +468,36 @@ class Store(abc.ABC):
         self, tenant_id: str, *, model: str, everything: bool, now: int
     ) -> int:
         """Queue embedding of live memories lacking a ``model`` vector (or all)."""
+
+    # -- copying a deployment (tether migrate) -------------------------------------------
+    @abc.abstractmethod
+    async def read_table(
+        self, table: str, *, after: Sequence[Any] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """A page of a table of :data:`tether.store.tables.TABLES`, every tenant: rows
+        as tuples in its spec's column order, with key after ``after`` (``None``: from
+        the start), in key order. Values as stored (times in ms, JSON as text, vectors as
+        ``bytes``), the same on every backend.
+
+        Raises:
+            KeyError: not a table of ``TABLES``.
+        """
+
+    @abc.abstractmethod
+    async def write_table(self, table: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Insert rows read by :meth:`read_table` (of any backend) as they are, keys
+        included; returns how many. Emits no change records.
+
+        Raises:
+            KeyError: not a table of ``TABLES``.
+            Exception: the backend's integrity error for a key that is taken.
+        """
+
+    @abc.abstractmethod
+    async def is_empty(self) -> bool:
+        """True when no table of ``TABLES`` has a row."""
+
+    @abc.abstractmethod
+    async def finish_load(self) -> None:
+        """After :meth:`write_table`: new rows and changes continue after the copied
+        ones (sequences, the feed counter)."""
