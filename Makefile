@@ -39,14 +39,14 @@ services:
 		|| echo "services: apt-get could not install redis-server: the Redis tests will not run"
 
 lint: install
-	$(VENV)/bin/ruff check src tests clients/python benchmarks
-	$(VENV)/bin/ruff format --check src tests clients/python benchmarks
+	$(VENV)/bin/ruff check conftest.py src tests clients/python benchmarks
+	$(VENV)/bin/ruff format --check conftest.py src tests clients/python benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 format: install
-	$(VENV)/bin/ruff check --fix src tests clients/python benchmarks
-	$(VENV)/bin/ruff format src tests clients/python benchmarks
+	$(VENV)/bin/ruff check --fix conftest.py src tests clients/python benchmarks
+	$(VENV)/bin/ruff format conftest.py src tests clients/python benchmarks
 
 bench: install
 	# wrk (a C load generator) keeps the client from measuring itself; see benchmarks/ingest.py.

@@ -29,8 +29,9 @@ class Settings(BaseSettings):
     db: str | None = Field(
         default=None,
         description=(
-            "The store: sqlite:///PATH, a bare file path (SQLite), or postgresql://... "
-            "(libpq URI, Unix-socket hosts too); defaults to SQLite at <home>/tether.db."
+            "The store: a SQLite file as a path or sqlite:///relative/path or "
+            "sqlite:////absolute/path (SQLAlchemy's form), or postgresql://... (libpq URI, "
+            "Unix-socket hosts too); defaults to SQLite at <home>/tether.db."
         ),
     )
     redis_url: str | None = Field(
@@ -41,13 +42,25 @@ class Settings(BaseSettings):
         ),
     )
     host: str = Field(default="127.0.0.1", description="Address `tether serve` binds to.")
+    trust_network: bool = Field(
+        default=False,
+        description=(
+            "Allow `tether serve` to bind a non-loopback address although API-key auth is "
+            "not available yet: only on a private network that nothing untrusted reaches "
+            "(deploy/compose.yaml's, where only the proxy is published, on the host's "
+            "loopback). Logged as a warning at start."
+        ),
+    )
     port: int = Field(default=7117, ge=0, le=65535, description="TCP port `tether serve` binds to.")
     sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
         default="NORMAL",
         description="SQLite synchronous mode: NORMAL survives a process crash, FULL power loss.",
     )
     reader_pool_size: int = Field(
-        default=4, ge=1, le=64, description="Number of read-only SQLite connections in the pool."
+        default=4,
+        ge=1,
+        le=64,
+        description="Read connections (and reader threads) per process, SQLite or PostgreSQL.",
     )
     max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes."

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+from tether.testing import TetherServer
 
 TETHER = [sys.executable, "-m", "tether"]
 
@@ -39,3 +42,13 @@ def test_serve_on_a_postgres_that_does_not_answer_exits_with_one_line() -> None:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("tether: cannot open PostgreSQL at 127.0.0.1:1/nowhere: ")
     assert "s3cret-pw" not in done.stderr + done.stdout
+
+
+def test_a_trusted_network_allows_a_non_loopback_bind_with_a_warning(tmp_path: Path) -> None:
+    srv = TetherServer(
+        tmp_path / "t.db", env={"TETHER_HOST": "0.0.0.0", "TETHER_TRUST_NETWORK": "true"}
+    ).start()  # it answers on 127.0.0.1 too: 0.0.0.0 is every address
+    try:
+        assert "without authentication (TETHER_TRUST_NETWORK)" in srv.log_path.read_text()
+    finally:
+        srv.stop()

@@ -68,10 +68,11 @@ def serve(
     if db is not None:
         overrides["db"] = db
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    if not _is_loopback(settings.host):
+    if not _is_loopback(settings.host) and not settings.trust_network:
         typer.echo(
             "refusing to bind a non-loopback address: API-key auth is not available yet; "
-            "bind 127.0.0.1 (the default)",
+            "bind 127.0.0.1 (the default), or set TETHER_TRUST_NETWORK=true on a private "
+            "network nothing untrusted reaches",
             err=True,
         )
         raise typer.Exit(code=2)
@@ -85,6 +86,12 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if not _is_loopback(settings.host):
+        logging.getLogger("tether.server").warning(
+            "serving %s without authentication (TETHER_TRUST_NETWORK): whoever reaches this "
+            "address can read and write every session and memory",
+            settings.host,
+        )
     uvicorn.run(
         create_app(settings),
         host=settings.host,
