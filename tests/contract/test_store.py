@@ -87,3 +87,28 @@ async def test_the_memory_feed_reports_each_memory_as_it_is_now(store: Store) ->
     assert all(r.lsn > lsn for r in feed)
     assert len(feed) == 2
     assert all(r.terms is None for r in feed)  # as it is now: gone
+
+
+async def test_metadata_filters_compare_json_values(store: Store) -> None:
+    """``metadata.k = v`` means equal as JSON, the same on every backend: ``true`` is not
+    ``1``, ``"1"`` is not ``1``, ``1`` is ``1.0``, and ``None`` is JSON null (not absent)."""
+    values = {"t": True, "one": 1, "onef": 1.0, "s": "1", "null": None, "f": False}
+    items = [
+        MemoryIn(namespace="n", text=f"memory {k}", metadata={"k": v}) for k, v in values.items()
+    ]
+    items.append(MemoryIn(namespace="n", text="no key at all", metadata={}))
+    made = await store.remember("t", items, now=1)
+    ids = {k: r.id for k, r in zip([*values, "absent"], made, strict=True)}
+    pk = await _pks(store)
+    name_of = {pk[memory_id]: name for name, memory_id in ids.items()}
+
+    async def matching(value: object) -> set[str]:
+        f = MemoryFilter(namespaces=["n"], metadata={"k": value})
+        rows = await store.ranking_rows("t", f, list(name_of), now=2)
+        return {name_of[p] for p in rows}
+
+    assert await matching(True) == {"t"}
+    assert await matching(False) == {"f"}
+    assert await matching(1) == {"one", "onef"}
+    assert await matching("1") == {"s"}
+    assert await matching(None) == {"null"}

@@ -55,13 +55,20 @@ def filter_sql(f: MemoryFilter, tenant_id: str, now: int) -> tuple[str, list[Any
         clauses.append("EXISTS (SELECT 1 FROM json_each(m.tags) WHERE json_each.value=?)")
         params.append(tag)
     for key, value in f.metadata.items():
+        # Equal as JSON values, as on PostgreSQL (jsonb): true is not 1, "1" is not 1,
+        # 1 is 1.0. json_extract alone would give true as 1.
         path = f'$."{key}"'
-        if value is None:
-            clauses.append("json_type(m.metadata, ?)='null'")
-            params.append(path)
+        if value is None or isinstance(value, bool):
+            clauses.append("json_type(m.metadata, ?)=?")
+            params.extend([path, "null" if value is None else "true" if value else "false"])
+        elif isinstance(value, str):
+            clauses.append("json_type(m.metadata, ?)='text' AND json_extract(m.metadata, ?)=?")
+            params.extend([path, path, value])
         else:
-            clauses.append("json_extract(m.metadata, ?)=?")
-            params.extend([path, value])
+            clauses.append(
+                "json_type(m.metadata, ?) IN ('integer', 'real') AND json_extract(m.metadata, ?)=?"
+            )
+            params.extend([path, path, value])
     if f.since_ms is not None:
         clauses.append("coalesce(m.occurred_at, m.created_at)>=?")
         params.append(f.since_ms)
