@@ -9,6 +9,7 @@ seqs and the change feed after the copied ones.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,20 @@ def test_a_sqlite_deployment_moves_to_postgres_and_is_served_the_same(
             assert [f["op"] for f in feed] == ["add"]
     finally:
         new.stop()
+
+    other = new_database(postgres_service)
+    as_json = subprocess.run(
+        [*TETHER, "migrate", "--from", f"sqlite:///{sqlite_file}", "--to", other, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["matches"] is True
+    rows = {t["table"]: t["target_rows"] for t in report["tables"]}
+    assert rows["events"] == len(before["events"]["items"])
+    assert all(t["source_sha256"] == t["target_sha256"] for t in report["tables"])
 
     again = subprocess.run(
         [*TETHER, "migrate", "--from", f"sqlite:///{sqlite_file}", "--to", url],

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Annotated
 
+import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -60,19 +62,27 @@ def migrate_command(
             "--to", help="An empty store to copy into: postgresql://... or sqlite:///PATH"
         ),
     ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
     """Copy a deployment (sessions, events, state, goals, memories with vectors, the
     change feed) into an empty store, then print each table's rows and SHA-256 on both
     sides. Stop the servers on the source first.
 
-    Exits 0 when every table matches, 1 when one does not or the copy failed.
+    Exits 0 when every table matches, 1 when one does not or the copy failed. With
+    ``--json``: ``{"tables": [{table, source_rows, target_rows, source_sha256,
+    target_sha256, matches}], "matches"}`` on stdout, progress and errors on stderr.
     """
-    console = Console()
+    console = Console(stderr=as_json)
     try:
         report = asyncio.run(_run(source, target, console))
     except TetherError as exc:
         console.print(f"tether migrate: {exc.message}", style="red", highlight=False)
         raise typer.Exit(code=1) from None
+    matches = all(row.matches for row in report)
+    if as_json:
+        tables = [{**dataclasses.asdict(row), "matches": row.matches} for row in report]
+        typer.echo(orjson.dumps({"tables": tables, "matches": matches}).decode())
+        raise typer.Exit(code=0 if matches else 1)
     table = Table(title=f"{_describe(source)} -> {_describe(target)}")
     for name in ("table", "rows from", "rows to", "sha256 from", "sha256 to", ""):
         table.add_column(name, justify="right" if name.startswith("rows") else "left", no_wrap=True)
@@ -86,6 +96,6 @@ def migrate_command(
             "ok" if row.matches else "DIFFERENT",
         )
     console.print(table)
-    if not all(row.matches for row in report):
+    if not matches:
         console.print("tether migrate: the copy differs from the source", style="red")
         raise typer.Exit(code=1)

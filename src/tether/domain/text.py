@@ -27,8 +27,8 @@ __all__ = [
     "term_stems",
 ]
 
-#: Upper bound on OR'ed terms in one MATCH expression; keeps pathological inputs (a pasted
-#: document as a query) from producing a huge, slow FTS5 query.
+#: Upper bound on the terms of one keyword query; keeps pathological inputs (a pasted
+#: document as a query) from scoring thousands of postings lists.
 MAX_QUERY_TERMS: Final = 32
 
 # A word is a run of Unicode letters/digits (underscore excluded, as in unicode61);

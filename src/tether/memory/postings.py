@@ -1,10 +1,11 @@
 """Tether's keyword retriever: exact Okapi BM25 top-k over in-process postings.
 
-FTS5 stays the durable keyword index (written in each memory's transaction, used by the
-browse API's ``q``), but it cannot serve ranked recall fast: it scores *every* document
-matching any OR'ed query term before ``ORDER BY bm25() LIMIT`` (~3 µs per match; a
-question with one common word matched 28k of 100k memories, 80 ms), and its ``bm25()``
-takes document frequencies from the whole table, every tenant and namespace at once.
+It replaced SQLite FTS5 for ranked recall (migration 0006 dropped the FTS5 table): FTS5
+scores *every* document matching any OR'ed query term before ``ORDER BY bm25() LIMIT``
+(~3 µs per match; a question with one common word matched 28k of 100k memories, 80 ms),
+and its ``bm25()`` takes document frequencies from the whole table, every tenant and
+namespace at once. The same index runs on every store backend, so ranking is the same
+on SQLite and PostgreSQL.
 
 :class:`KeywordIndex` keeps, per tenant, the postings of every live memory's analyzer
 terms (see :func:`tether.domain.text.analyze`) as numpy arrays, and scores

@@ -2,8 +2,9 @@
 
 Pure functions over candidate lists (numpy/stdlib only, no I/O). The server fetches
 
-- keyword candidates: ``(memory_id, bm25)`` from SQLite FTS5 ``bm25()`` (negated Okapi
-  BM25: *lower is better*) or from PostgreSQL (pass the negated relevance the same way),
+- keyword candidates: ``(memory_id, bm25)`` from the in-process postings
+  (:mod:`tether.memory.postings`), negated Okapi BM25 as FTS5's ``bm25()`` gave it
+  (*lower is better*),
 - vector candidates: ``(memory_id, cosine)`` from exact or HNSW search over unit vectors,
 
 each up to :attr:`RankingParams.candidate_depth` deep, plus per-memory
@@ -171,7 +172,7 @@ class RankedMemory:
             BM25 and vector scores in [0, 1] that were fused (0 when the memory was not a
             candidate of that retriever), the fused relevance, recency in [0, 1], the
             importance used, and the final score.
-        bm25_raw: The FTS5 ``bm25()`` value as given (negative, lower = better), or None.
+        bm25_raw: The negated BM25 score as given (negative, lower = better), or None.
         cosine: The cosine similarity as given, or None.
     """
 
@@ -220,7 +221,7 @@ def convex_fusion(
     """Convex combination of min-max normalised BM25 and cosine scores (Bruch et al. 2023).
 
     Args:
-        bm25: ``(memory_id, bm25)`` as returned by FTS5 ``bm25()``: negative, lower is
+        bm25: ``(memory_id, bm25)``, BM25 negated as FTS5's ``bm25()`` is: negative, lower is
             better (relevance = ``-bm25``). Order does not matter.
         vector: ``(memory_id, cosine)``, cosine in [-1, 1], higher is better.
         alpha: Weight of BM25 in [0, 1].
@@ -247,7 +248,7 @@ def rrf_fusion(
 ) -> dict[str, tuple[float, float, float]]:
     """Reciprocal-rank fusion, ``sum 1 / (k + rank)`` (Cormack, Clarke & Büttcher 2009).
 
-    Each list is ranked by its own score (BM25 ascending, since FTS5's value is negated;
+    Each list is ranked by its own score (BM25 ascending, since the score is negated;
     cosine descending); ranks start at 1.
 
     Returns:
@@ -313,7 +314,7 @@ def rank(
     """Rank the union of keyword and vector candidates.
 
     Args:
-        bm25: ``(memory_id, bm25)`` from FTS5 ``bm25()`` (negative, lower = better), at
+        bm25: ``(memory_id, bm25)``, negated BM25 (negative, lower = better), at
             most ``params.candidate_depth`` of them; may be empty (no keywords in the
             query, or keyword search disabled).
         vector: ``(memory_id, cosine)``, at most ``params.candidate_depth``; may be empty

@@ -3,7 +3,8 @@
 A backend (``store/sqlite/``, ``store/postgres/``) supplies an engine (``write(fn)``:
 ``fn(conn)`` in the next group commit; ``read(fn)``: ``fn(conn)`` on a pooled read
 connection) and its SQL modules, whose functions have the same names and signatures in
-every backend; :class:`BackendStore` turns each contract method into one job. Writes that
+every backend; :class:`BackendStore` turns each contract method into one job, running
+the logic of :mod:`tether.store.shared` over the backend's SQL primitives. Writes that
 append to the memory change feed say so (``feed=True``), so a backend that must serialise
 the feed's ``lsn`` with commits (PostgreSQL, several replicas) takes its lock first.
 """
@@ -41,6 +42,14 @@ from tether.domain.records import (
 from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
 from tether.store.base import EmbeddedJob, IndexRow, Job, RankingRow, Store
 from tether.store.prepared import group_batch, prepare_events
+from tether.store.shared import events as es
+from tether.store.shared import memories as ms
+from tether.store.shared import outbox as os_
+from tether.store.shared import sessions as ss
+from tether.store.shared.events import EventSql
+from tether.store.shared.memories import MemorySql
+from tether.store.shared.outbox import OutboxSql
+from tether.store.shared.sessions import SessionSql
 from tether.store.tables import TABLES, TableSpec
 
 __all__ = ["BackendStore", "SqlModules"]
@@ -50,13 +59,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class SqlModules:
-    """A backend's SQL, one module per resource (the same functions in every backend)."""
+    """A backend's SQL, one module per resource (the same functions in every backend).
 
-    sessions: ModuleType
-    events: ModuleType
-    batch: ModuleType
-    memories: ModuleType
-    outbox: ModuleType
+    The first four implement the primitives :mod:`tether.store.shared` runs the logic
+    over (checked by mypy against the protocols); recall, feed and copy are plain reads
+    and writes called as they are.
+    """
+
+    sessions: SessionSql
+    events: EventSql
+    memories: MemorySql
+    outbox: OutboxSql
     recall: ModuleType
     feed: ModuleType
     copy: ModuleType
@@ -87,20 +100,29 @@ class BackendStore(Store):
         strict: bool = True,
     ) -> Created[Session]:
         return await self.write(
-            lambda c: self.sql.sessions.create_session(
-                c, tenant_id, dict(fields), now=now, correlation_id=correlation_id, strict=strict
+            lambda c: ss.create_session(
+                self.sql.sessions,
+                self.sql.events,
+                c,
+                tenant_id,
+                dict(fields),
+                now=now,
+                correlation_id=correlation_id,
+                strict=strict,
             )
         )
 
     async def get_session(self, tenant_id: str, session_id: str) -> SessionDetail:
-        return await self.read(lambda c: self.sql.sessions.session_detail(c, tenant_id, session_id))
+        return await self.read(
+            lambda c: ss.session_detail(self.sql.sessions, c, tenant_id, session_id)
+        )
 
     async def list_sessions(
         self, tenant_id: str, f: SessionFilter, *, cursor: int | None, limit: int, max_bytes: int
     ) -> tuple[list[Session], str | None]:
         return await self.read(
-            lambda c: self.sql.sessions.list_sessions(
-                c, tenant_id, f, cursor=cursor, limit=limit, max_bytes=max_bytes
+            lambda c: ss.list_sessions(
+                self.sql.sessions, c, tenant_id, f, cursor=cursor, limit=limit, max_bytes=max_bytes
             )
         )
 
@@ -108,7 +130,7 @@ class BackendStore(Store):
         self, tenant_id: str, session_id: str, patch: SessionPatch, *, now: int
     ) -> Session:
         return await self.write(
-            lambda c: self.sql.sessions.patch_session(c, tenant_id, session_id, patch, now=now)
+            lambda c: ss.patch_session(self.sql.sessions, c, tenant_id, session_id, patch, now=now)
         )
 
     async def end_session(
@@ -123,7 +145,9 @@ class BackendStore(Store):
         strict: bool = True,
     ) -> Session:
         return await self.write(
-            lambda c: self.sql.sessions.end_session(
+            lambda c: ss.end_session(
+                self.sql.sessions,
+                self.sql.events,
                 c,
                 tenant_id,
                 session_id,
@@ -137,11 +161,11 @@ class BackendStore(Store):
 
     async def delete_session(self, tenant_id: str, session_id: str, *, now: int) -> int:
         return await self.write(
-            lambda c: self.sql.sessions.delete_session(c, tenant_id, session_id, now=now)
+            lambda c: ss.delete_session(self.sql.sessions, c, tenant_id, session_id, now=now)
         )
 
     async def get_state(self, tenant_id: str, session_id: str) -> StateDoc:
-        return await self.read(lambda c: self.sql.sessions.get_state(c, tenant_id, session_id))
+        return await self.read(lambda c: ss.get_state(self.sql.sessions, c, tenant_id, session_id))
 
     async def patch_state(
         self,
@@ -154,8 +178,15 @@ class BackendStore(Store):
         max_bytes: int,
     ) -> StateDoc:
         return await self.write(
-            lambda c: self.sql.sessions.patch_state(
-                c, tenant_id, session_id, patch, if_match=if_match, now=now, max_bytes=max_bytes
+            lambda c: ss.patch_state(
+                self.sql.sessions,
+                c,
+                tenant_id,
+                session_id,
+                patch,
+                if_match=if_match,
+                now=now,
+                max_bytes=max_bytes,
             )
         )
 
@@ -163,15 +194,15 @@ class BackendStore(Store):
         self, tenant_id: str, session_id: str, goal: GoalIn, *, now: int
     ) -> Created[Goal]:
         return await self.write(
-            lambda c: self.sql.sessions.create_goal(c, tenant_id, session_id, goal, now=now)
+            lambda c: ss.create_goal(self.sql.sessions, c, tenant_id, session_id, goal, now=now)
         )
 
     async def update_goal(
         self, tenant_id: str, session_id: str, goal_id: str, patch: GoalPatch, *, now: int
     ) -> Goal:
         return await self.write(
-            lambda c: self.sql.sessions.patch_goal(
-                c, tenant_id, session_id, goal_id, patch, now=now
+            lambda c: ss.patch_goal(
+                self.sql.sessions, c, tenant_id, session_id, goal_id, patch, now=now
             )
         )
 
@@ -192,9 +223,14 @@ class BackendStore(Store):
         )
 
         def job(conn: Any) -> AppendResult:
-            pk = self.sql.sessions.get_pk(conn, tenant_id, session_id)
-            result: AppendResult = self.sql.events.append_events(
-                conn, session_pk=pk, session_id=session_id, prepared=prepared, now=now
+            pk = ss.get_pk(self.sql.sessions, conn, tenant_id, session_id)
+            result: AppendResult = es.append_events(
+                self.sql.events,
+                conn,
+                session_pk=pk,
+                session_id=session_id,
+                prepared=prepared,
+                now=now,
             )
             return result
 
@@ -207,8 +243,15 @@ class BackendStore(Store):
             batch.events, tenant_id=tenant_id, correlation_id=correlation_id, now=now
         )
         return await self.write(
-            lambda c: self.sql.batch.ingest_batch(
-                c, tenant_id, batch, groups, now=now, correlation_id=correlation_id
+            lambda c: ss.ingest_batch(
+                self.sql.sessions,
+                self.sql.events,
+                c,
+                tenant_id,
+                batch,
+                groups,
+                now=now,
+                correlation_id=correlation_id,
             )
         )
 
@@ -223,9 +266,10 @@ class BackendStore(Store):
         max_bytes: int,
     ) -> tuple[list[Event], int | None]:
         def job(conn: Any) -> tuple[list[Event], int | None]:
-            page: tuple[list[Event], int | None] = self.sql.events.list_events(
+            page: tuple[list[Event], int | None] = es.list_events(
+                self.sql.events,
                 conn,
-                session_pk=self.sql.sessions.get_pk(conn, tenant_id, session_id),
+                session_pk=ss.get_pk(self.sql.sessions, conn, tenant_id, session_id),
                 session_id=session_id,
                 after_seq=after_seq,
                 kinds=kinds,
@@ -238,7 +282,7 @@ class BackendStore(Store):
 
     async def stats(self, tenant_id: str, *, since_ms: int) -> Stats:
         return await self.read(
-            lambda c: self.sql.events.stats(c, tenant_id=tenant_id, since_ms=since_ms)
+            lambda c: es.stats(self.sql.events, c, tenant_id=tenant_id, since_ms=since_ms)
         )
 
     # -- memories ----------------------------------------------------------------------
@@ -246,15 +290,15 @@ class BackendStore(Store):
         self, tenant_id: str, items: Sequence[MemoryIn], *, now: int
     ) -> list[Remembered]:
         return await self.write(
-            lambda c: self.sql.memories.remember(c, tenant_id, items, now=now), feed=True
+            lambda c: ms.remember(self.sql.memories, c, tenant_id, items, now=now), feed=True
         )
 
     async def get_memory(
         self, tenant_id: str, memory_id: str, *, include_deleted: bool = False
     ) -> Memory:
         return await self.read(
-            lambda c: self.sql.memories.get_memory(
-                c, tenant_id, memory_id, include_deleted=include_deleted
+            lambda c: ms.get_memory(
+                self.sql.memories, c, tenant_id, memory_id, include_deleted=include_deleted
             )
         )
 
@@ -262,7 +306,7 @@ class BackendStore(Store):
         self, tenant_id: str, memory_id: str, fields: Mapping[str, Any], *, now: int
     ) -> Memory:
         return await self.write(
-            lambda c: self.sql.memories.patch_memory(c, tenant_id, memory_id, fields, now=now),
+            lambda c: ms.patch_memory(self.sql.memories, c, tenant_id, memory_id, fields, now=now),
             feed=True,
         )
 
@@ -270,7 +314,7 @@ class BackendStore(Store):
         self, tenant_id: str, memory_id: str, *, purge: bool, now: int
     ) -> Memory | Purged:
         return await self.write(
-            lambda c: self.sql.memories.forget(c, tenant_id, memory_id, purge=purge, now=now),
+            lambda c: ms.forget(self.sql.memories, c, tenant_id, memory_id, purge=purge, now=now),
             feed=True,
         )
 
@@ -278,8 +322,14 @@ class BackendStore(Store):
         self, tenant_id: str, memory_id: str, *, after: int, limit: int, max_bytes: int
     ) -> tuple[list[MemoryChange], int | None]:
         return await self.read(
-            lambda c: self.sql.memories.history(
-                c, tenant_id, memory_id, after=after, limit=limit, max_bytes=max_bytes
+            lambda c: ms.history(
+                self.sql.memories,
+                c,
+                tenant_id,
+                memory_id,
+                after=after,
+                limit=limit,
+                max_bytes=max_bytes,
             )
         )
 
@@ -287,8 +337,8 @@ class BackendStore(Store):
         self, tenant_id: str, *, after: int, limit: int, max_bytes: int
     ) -> tuple[list[MemoryChange], int]:
         return await self.read(
-            lambda c: self.sql.memories.changes(
-                c, tenant_id, after=after, limit=limit, max_bytes=max_bytes
+            lambda c: ms.changes(
+                self.sql.memories, c, tenant_id, after=after, limit=limit, max_bytes=max_bytes
             )
         )
 
@@ -303,8 +353,15 @@ class BackendStore(Store):
         max_bytes: int,
     ) -> tuple[list[Memory], str | None]:
         return await self.read(
-            lambda c: self.sql.memories.browse(
-                c, tenant_id, f, before=before, limit=limit, now=now, max_bytes=max_bytes
+            lambda c: ms.browse(
+                self.sql.memories,
+                c,
+                tenant_id,
+                f,
+                before=before,
+                limit=limit,
+                now=now,
+                max_bytes=max_bytes,
             )
         )
 
@@ -321,7 +378,8 @@ class BackendStore(Store):
     ) -> tuple[list[dict[str, Any]], int | None]:
         return await self.read(
             functools.partial(
-                self.sql.memories.export_page,
+                ms.export_page,
+                self.sql.memories,
                 tenant_id=tenant_id,
                 f=f,
                 after=after,
@@ -336,14 +394,14 @@ class BackendStore(Store):
         self, tenant_id: str, items: Sequence[MemoryImport], *, now: int, model: str, dim: int
     ) -> ImportResult:
         return await self.write(
-            lambda c: self.sql.memories.import_memories(
-                c, tenant_id, items, now=now, model=model, dim=dim
+            lambda c: ms.import_memories(
+                self.sql.memories, c, tenant_id, items, now=now, model=model, dim=dim
             ),
             feed=True,
         )
 
     async def memory_stats(self, tenant_id: str) -> MemoryStats:
-        return await self.read(lambda c: self.sql.memories.stats(c, tenant_id))
+        return await self.read(lambda c: ms.stats(self.sql.memories, c, tenant_id))
 
     # -- recall ------------------------------------------------------------------------
     async def ranking_rows(
@@ -396,7 +454,8 @@ class BackendStore(Store):
         self, model: str, done: Sequence[EmbeddedJob], drop: Sequence[int], *, now: int
     ) -> int:
         return await self.write(
-            lambda c: self.sql.outbox.complete(c, model, done, drop, now), feed=True
+            lambda c: os_.complete(self.sql.outbox, self.sql.memories, c, model, done, drop, now),
+            feed=True,
         )
 
     async def fail_jobs(
@@ -409,8 +468,14 @@ class BackendStore(Store):
         backoff_ms: Sequence[int],
     ) -> int:
         return await self.write(
-            lambda c: self.sql.outbox.fail(
-                c, jobs, error=error, now=now, max_attempts=max_attempts, backoff_ms=backoff_ms
+            lambda c: os_.fail(
+                self.sql.outbox,
+                c,
+                jobs,
+                error=error,
+                now=now,
+                max_attempts=max_attempts,
+                backoff_ms=backoff_ms,
             )
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 import orjson
@@ -19,7 +19,7 @@ from tether.domain.common import MAX_METADATA_BYTES
 from tether.domain.merge_patch import merge_patch
 from tether.errors import InvalidInput
 
-R = TypeVar("R", bound=Sequence[Any])
+R = TypeVar("R", bound=Iterable[Any])
 
 # The change records of the group a writer thread is committing (see emit()).
 _group = threading.local()
@@ -89,7 +89,7 @@ def merge_json(
     return merged, raw.decode()
 
 
-def row_bytes(row: Sequence[Any]) -> int:
+def row_bytes(row: Iterable[Any]) -> int:
     """Stored size of a row in bytes, roughly: the length of its text and blob values
     (numbers and NULLs are noise beside the JSON columns that make rows large)."""
     return sum(len(v) for v in row if isinstance(v, str | bytes))

@@ -8,6 +8,7 @@ text (decoded here), so a record is the same whichever backend read it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Final, Protocol
 
 from tether.domain.records import (
@@ -25,9 +26,14 @@ from tether.store.common import loads
 
 
 class Row(Protocol):
-    """A row whose values are read by column name (``sqlite3.Row``, a dict)."""
+    """A row whose values are read by column name or position and iterated in column
+    order (``sqlite3.Row``, the PostgreSQL backend's rows)."""
 
-    def __getitem__(self, key: str, /) -> Any: ...
+    def __getitem__(self, key: Any, /) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
 
 
 #: The columns :func:`session_record` reads, plus ``pk``: lists select these, not ``*``

@@ -11,7 +11,8 @@ import pytest
 from tether.domain.events import EventIn
 from tether.domain.records import AppendResult
 from tether.store.prepared import COLUMNS, prepare_events
-from tether.store.sqlite.events import append_events
+from tether.store.shared.events import append_events
+from tether.store.sqlite import events as sqlite_events
 from tether.store.sqlite.migrate import upgrade
 
 
@@ -41,7 +42,9 @@ def _append(conn: sqlite3.Connection, keys: list[str | None]) -> AppendResult:
         for i, key in enumerate(keys)
     ]
     prepared = prepare_events(events, tenant_id="t", correlation_id=None, now=1)
-    return append_events(conn, session_pk=1, session_id="s", prepared=prepared, now=1)
+    return append_events(
+        sqlite_events, conn, session_pk=1, session_id="s", prepared=prepared, now=1
+    )
 
 
 def _stored(conn: sqlite3.Connection) -> list[tuple[int, str | None]]:
@@ -99,7 +102,7 @@ def test_columns_empty_in_every_row_are_left_null_and_the_rest_round_trip(
     bound = {COLUMNS[i] for i in prepared.columns}
     assert {"model", "name", "output", "duration_ms"} <= bound
     assert not {"role", "level", "correlation_id", "cost_usd"} & bound
-    append_events(conn, session_pk=1, session_id="s", prepared=prepared, now=5)
+    append_events(sqlite_events, conn, session_pk=1, session_id="s", prepared=prepared, now=5)
     got = conn.execute(
         "SELECT kind, name, role, model, input_tokens, input, output, attributes, duration_ms, "
         "span_id, idempotency_key, correlation_id FROM events ORDER BY seq"

@@ -24,7 +24,7 @@ async def _store_check(svc: ServicesDep) -> dict[str, Any]:
 
     ``down`` while the last write failed for a storage reason (disk full, read-only
     filesystem...; ``detail`` names it) and no write has succeeded since, or when a read or
-    the write probe fails. See :meth:`SQLiteStore.check`: bounded in time, never raises.
+    the write probe fails. See :meth:`tether.store.base.Store.check`: bounded in time, never raises.
     """
     t0 = time.perf_counter()
     health = await svc.store.check()

@@ -1,4 +1,5 @@
-"""Event SQL for PostgreSQL: gapless per-session ``seq``, idempotency keys, reads by seq.
+"""Event SQL for PostgreSQL: the primitives :mod:`tether.store.shared.events` numbers
+and stores events with (:class:`~tether.store.shared.events.EventSql`).
 
 An append locks its session row (``SELECT ... FOR UPDATE``) and numbers from
 ``event_count``, so appends to one session through any number of replicas get 1..N with
@@ -10,30 +11,12 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tether.domain.changes import SESSIONS_TOPIC, Change, session_topic
-from tether.domain.records import (
-    AppendResult,
-    Event,
-    KindCount,
-    Recent,
-    Stats,
-    StatusCount,
-)
-from tether.store.common import emit, take_page
 from tether.store.postgres.engine import Conn, one
-from tether.store.prepared import (
-    COLUMNS,
-    KEY,
-    SEQ,
-    SESSION_PK,
-    TENANT,
-    PreparedEvents,
-    totals_of,
-)
-from tether.store.rows import event_record
+from tether.store.prepared import COLUMNS, KEY, Totals
+from tether.store.rows import Row
 
 # Up to this many rows go in as one multi-row ``INSERT ... VALUES``; more go through
 # ``COPY ... FROM STDIN``, whose rows psycopg formats in C. A 100-event batch as one
@@ -75,7 +58,24 @@ def insert_rows(conn: Conn, rows: Sequence[Sequence[Any]], columns: tuple[int, .
     return len(rows)
 
 
-def _known_keys(conn: Conn, session_pk: int, keys: list[str]) -> dict[str, int]:
+def lock_event_count(conn: Conn, session_pk: int) -> int:
+    """The session's ``event_count``, with its row locked to the commit."""
+    (count,) = one(
+        conn.execute("SELECT event_count FROM sessions WHERE pk = %s FOR UPDATE", (session_pk,))
+    )
+    return int(count)
+
+
+def insert_fresh(conn: Conn, rows: Sequence[list[Any]], columns: tuple[int, ...]) -> bool:
+    """Rows without idempotency keys go straight in; rows with keys go through the
+    caller's key lookup (``False``), since ``COPY`` cannot skip a stored key."""
+    if any(row[KEY] is not None for row in rows):
+        return False
+    insert_rows(conn, rows, columns)
+    return True
+
+
+def known_keys(conn: Conn, session_pk: int, keys: list[str]) -> dict[str, int]:
     return {
         key: seq
         for key, seq in conn.execute(
@@ -86,95 +86,41 @@ def _known_keys(conn: Conn, session_pk: int, keys: list[str]) -> dict[str, int]:
     }
 
 
-def append_events(
-    conn: Conn,
-    *,
-    session_pk: int,
-    session_id: str,
-    prepared: PreparedEvents,
-    now: int,
-) -> AppendResult:
-    """Append prepared events to one session in order; returns their seqs.
-
-    The session row is locked and the next seq read from ``event_count``; an event whose
-    ``idempotency_key`` is stored for this session (or earlier in this same call) gets
-    its original seq and is not stored again (one indexed lookup of the call's keys).
-    """
-    count = int(
-        one(
-            conn.execute("SELECT event_count FROM sessions WHERE pk = %s FOR UPDATE", (session_pk,))
-        )[0]
+def add_to_session(
+    conn: Conn, session_pk: int, *, event_count: int, totals: Totals, now: int
+) -> None:
+    conn.execute(
+        "UPDATE sessions SET event_count = %s, error_count = error_count + %s, "
+        "input_tokens = input_tokens + %s, output_tokens = output_tokens + %s, "
+        "cost_usd = cost_usd + %s, updated_at = %s WHERE pk = %s",
+        (
+            event_count,
+            totals.errors,
+            totals.input_tokens,
+            totals.output_tokens,
+            totals.cost_usd,
+            now,
+            session_pk,
+        ),
     )
-    rows = prepared.rows
-    keys = [r[KEY] for r in rows if r[KEY] is not None]
-    known = _known_keys(conn, session_pk, keys) if keys else {}
-    seq = count
-    seqs: list[int] = []
-    new_rows: list[list[Any]] = []
-    for row in rows:
-        key = row[KEY]
-        if key is not None:
-            if key in known:
-                seqs.append(known[key])
-                continue
-            known[key] = seq + 1
-        seq += 1
-        seqs.append(seq)
-        row[SESSION_PK] = session_pk
-        row[SEQ] = seq
-        new_rows.append(row)
-    if new_rows:
-        insert_rows(conn, new_rows, prepared.columns)
-        totals = totals_of(new_rows) if len(new_rows) < len(rows) else prepared.totals
-        conn.execute(
-            "UPDATE sessions SET event_count = %s, error_count = error_count + %s, "
-            "input_tokens = input_tokens + %s, output_tokens = output_tokens + %s, "
-            "cost_usd = cost_usd + %s, updated_at = %s WHERE pk = %s",
-            (
-                seq,
-                totals.errors,
-                totals.input_tokens,
-                totals.output_tokens,
-                totals.cost_usd,
-                now,
-                session_pk,
-            ),
-        )
-        tenant_id = rows[0][TENANT]
-        emit(Change(session_topic(session_id), tenant_id, "events", seq, {"first": count + 1}))
-        emit(Change(SESSIONS_TOPIC, tenant_id, "session.updated", now, {"id": session_id}))
-    return AppendResult(seqs=seqs, duplicates=len(rows) - len(new_rows))
 
 
-def list_events(
-    conn: Conn,
-    *,
-    session_pk: int,
-    session_id: str,
-    after_seq: int,
-    kinds: Sequence[str],
-    limit: int,
-    max_bytes: int,
-) -> tuple[list[Event], int | None]:
-    """Events of one session with ``seq > after_seq`` in seq order: at most ``limit``, and
-    no more than ``max_bytes`` of stored JSON (at least one event).
-
-    Returns ``(items, next_cursor)``: the last seq returned when more follow, else ``None``.
-    """
+def event_rows(
+    conn: Conn, session_pk: int, *, after_seq: int, kinds: Sequence[str], limit: int
+) -> Iterable[Row]:
     sql = "SELECT * FROM events WHERE session_pk = %s AND seq > %s"
     params: list[Any] = [session_pk, after_seq]
     if kinds:
         sql += " AND kind = ANY(%s::text[])"
         params.append(list(kinds))
     sql += " ORDER BY seq LIMIT %s"
-    params.append(limit + 1)
-    rows, more = take_page(conn.execute(sql, params), limit=limit, max_bytes=max_bytes)
-    items = [event_record(r, session_id) for r in rows]
-    return items, (items[-1].seq if more and items else None)
+    params.append(limit)
+    return conn.execute(sql, params)
 
 
-def stats(conn: Conn, *, tenant_id: str, since_ms: int) -> Stats:
-    """Counts for ``GET /v1/stats``: sessions by status, events by kind, and the last 24 h."""
+def stats_counts(
+    conn: Conn, tenant_id: str, since_ms: int
+) -> tuple[dict[str, int], dict[str, int], int, int, int]:
     by_status = {
         status: int(n)
         for status, n in conn.execute(
@@ -188,7 +134,7 @@ def stats(conn: Conn, *, tenant_id: str, since_ms: int) -> Stats:
             "SELECT kind, count(*) FROM events WHERE tenant_id = %s GROUP BY kind", (tenant_id,)
         )
     }
-    (recent_sessions,) = one(
+    (sessions,) = one(
         conn.execute(
             "SELECT count(*) FROM sessions WHERE tenant_id = %s AND created_at >= %s",
             (tenant_id, since_ms),
@@ -201,8 +147,4 @@ def stats(conn: Conn, *, tenant_id: str, since_ms: int) -> Stats:
             (tenant_id, since_ms),
         )
     )
-    return Stats(
-        sessions=StatusCount(total=sum(by_status.values()), by_status=by_status),
-        events=KindCount(total=sum(by_kind.values()), by_kind=by_kind),
-        last_24h=Recent(sessions=int(recent_sessions), events=int(events), errors=int(errors)),
-    )
+    return by_status, by_kind, int(sessions), int(events), int(errors)

@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether.domain.records import OutboxJob
-from tether.store.base import EmbeddedJob, Job
+from tether.store.base import Job
 from tether.store.postgres.engine import Conn, one
-from tether.store.postgres.memories import store_vector
-from tether.store.rows import job_record
+from tether.store.rows import Row, job_record
 
 
 def claim_jobs(conn: Conn, *, now: int, limit: int, lease_ms: int) -> list[Job]:
@@ -67,69 +66,28 @@ def next_due_at(conn: Conn) -> int | None:
     return None if value is None else int(value)
 
 
-def complete(
-    conn: Conn,
-    model: str,
-    done: Sequence[EmbeddedJob],
-    drop: Sequence[int],
-    now: int,
-) -> int:
-    """Store vectors whose memory still has the embedded text, and delete the jobs.
-
-    Args:
-        model: The embedder's name, stored with each vector.
-        done: Embedded jobs.
-        drop: Ids of jobs to delete without a vector (their memory is gone).
-
-    Returns:
-        How many vectors were stored (a memory whose text changed or that was deleted
-        meanwhile is skipped: a newer job, or none, covers it).
-    """
-    stored = 0
-    for item in done:
-        job = item.job
-        live = conn.execute(
-            "SELECT * FROM memories WHERE pk = %s AND content_hash = %s AND deleted_at IS NULL "
-            "FOR UPDATE",
-            (job.memory_pk, job.content_hash),
-        ).fetchone()
-        if live is not None:
-            store_vector(conn, live, model=model, dim=item.dim, vector=item.vector, now=now)
-            stored += 1
-    ids = [item.job.id for item in done] + list(drop)
-    if ids:
-        conn.execute("DELETE FROM memory_outbox WHERE id = ANY(%s::int8[])", (ids,))
-    return stored
+def live_row(conn: Conn, memory_pk: int, digest: str) -> Row | None:
+    """The memory if live with this content hash, locked to the commit."""
+    row: Row | None = conn.execute(
+        "SELECT * FROM memories WHERE pk = %s AND content_hash = %s AND deleted_at IS NULL "
+        "FOR UPDATE",
+        (memory_pk, digest),
+    ).fetchone()
+    return row
 
 
-def fail(
-    conn: Conn,
-    jobs: Sequence[Job],
-    *,
-    error: str,
-    now: int,
-    max_attempts: int,
-    backoff_ms: Sequence[int],
-) -> int:
-    """Charge one failed attempt to each job: retry later, or dead-letter at the limit.
+def delete_jobs(conn: Conn, job_ids: Sequence[int]) -> None:
+    conn.execute("DELETE FROM memory_outbox WHERE id = ANY(%s::int8[])", (list(job_ids),))
 
-    Args:
-        backoff_ms: Delay before the next attempt, aligned with ``jobs``.
 
-    Returns:
-        How many jobs went to the dead letters.
-    """
-    dead = 0
-    for job, delay in zip(jobs, backoff_ms, strict=True):
-        attempts = job.attempts + 1
-        state = "dead" if attempts >= max_attempts else "pending"
-        dead += state == "dead"
-        conn.execute(
-            "UPDATE memory_outbox SET attempts = %s, state = %s, next_attempt_at = %s, "
-            "last_error = %s, updated_at = %s WHERE id = %s",
-            (attempts, state, now + delay, error[:2000], now, job.id),
-        )
-    return dead
+def charge(
+    conn: Conn, job_id: int, *, attempts: int, state: str, due_at: int, error: str, now: int
+) -> None:
+    conn.execute(
+        "UPDATE memory_outbox SET attempts = %s, state = %s, next_attempt_at = %s, "
+        "last_error = %s, updated_at = %s WHERE id = %s",
+        (attempts, state, due_at, error, now, job_id),
+    )
 
 
 def list_jobs(

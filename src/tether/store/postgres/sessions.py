@@ -1,191 +1,96 @@
-"""Session, state, goal and sub-agent SQL for PostgreSQL (runs inside engine jobs).
+"""Session, state and goal SQL for PostgreSQL: the primitives
+:mod:`tether.store.shared.sessions` runs the session logic over
+(:class:`~tether.store.shared.sessions.SessionSql`).
 
-Writes lock the session row (``FOR UPDATE``) before reading what they change, so two
-replicas patching one session's state, or ending it, serialise on the row instead of
-losing an update; the lock is held to the group's commit.
+``lock=True`` reads take the row ``FOR UPDATE``: two replicas patching one session's
+state, or ending it, serialise on the row instead of losing an update; the lock is held
+to the group's commit. Inserts are ``ON CONFLICT DO NOTHING``: a concurrent create of the
+same id (another replica) waits for that one's commit and then inserts nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tether.domain.changes import SESSIONS_TOPIC, Change
 from tether.domain.filters import SessionFilter
-from tether.domain.records import Created, Goal, Session, SessionDetail, StateDoc
-from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
-from tether.domain.time import new_id
-from tether.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
-from tether.store.common import body_hash, dumps, emit, loads, merge_json, take_page
 from tether.store.postgres.engine import Conn, one
-from tether.store.postgres.events import append_events
-from tether.store.prepared import prepare_events, server_event
-from tether.store.rows import SESSION_COLUMNS, Row, child_record, goal_record, session_record
-
-TERMINAL = frozenset({"completed", "failed", "abandoned"})
+from tether.store.rows import SESSION_COLUMNS, Row
 
 
-def _missing(session_id: str) -> NotFound:
-    return NotFound(f"session {session_id!r} not found", details={"session_id": session_id})
+def _lock(lock: bool) -> str:
+    return " FOR UPDATE" if lock else ""
 
 
-def get_row(conn: Conn, tenant_id: str, session_id: str, *, lock: bool = False) -> Row:
-    """The session row, or :class:`NotFound` (also for another tenant's id).
-    ``lock``: ``FOR UPDATE`` (a write about to change it)."""
+def find(conn: Conn, tenant_id: str, session_id: str, *, lock: bool) -> Row | None:
     row: Row | None = conn.execute(
-        "SELECT * FROM sessions WHERE tenant_id = %s AND id = %s" + (" FOR UPDATE" if lock else ""),
+        "SELECT * FROM sessions WHERE tenant_id = %s AND id = %s" + _lock(lock),
         (tenant_id, session_id),
     ).fetchone()
-    if row is None:
-        raise _missing(session_id)
     return row
 
 
-def get_pk(conn: Conn, tenant_id: str, session_id: str) -> int:
-    """The session's row key, or :class:`NotFound`."""
+def pk_of(conn: Conn, tenant_id: str, session_id: str) -> int | None:
     row = conn.execute(
         "SELECT pk FROM sessions WHERE tenant_id = %s AND id = %s", (tenant_id, session_id)
     ).fetchone()
-    if row is None:
-        raise _missing(session_id)
-    return int(row[0])
+    return None if row is None else int(row[0])
 
 
-def _by_pk(conn: Conn, pk: int) -> Session:
-    return session_record(one(conn.execute("SELECT * FROM sessions WHERE pk = %s", (pk,))))
+def _insert(conn: Conn, table: str, values: Mapping[str, Any], key: str) -> Row | None:
+    row: Row | None = conn.execute(
+        f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(['%s'] * len(values))}) "
+        f"ON CONFLICT ({key}) DO NOTHING RETURNING *",
+        list(values.values()),
+    ).fetchone()
+    return row
 
 
-def _server_event(
-    conn: Conn,
-    tenant_id: str,
-    parent: Row,
-    *,
-    name: str,
-    key: str,
-    payload: dict[str, Any],
-    status: str,
-    correlation_id: str | None,
-    now: int,
-) -> None:
-    event = server_event(name=name, key=key, payload=payload, status=status)
-    prepared = prepare_events([event], tenant_id=tenant_id, correlation_id=correlation_id, now=now)
-    append_events(
-        conn, session_pk=parent["pk"], session_id=parent["id"], prepared=prepared, now=now
+def _update(conn: Conn, table: str, pk: int, sets: Mapping[str, Any]) -> Row:
+    assignments = ", ".join(f"{name} = %s" for name in sets)
+    row: Row = one(
+        conn.execute(
+            f"UPDATE {table} SET {assignments} WHERE pk = %s RETURNING *", (*sets.values(), pk)
+        )
+    )
+    return row
+
+
+def insert(conn: Conn, values: Mapping[str, Any]) -> Row | None:
+    return _insert(conn, "sessions", values, "tenant_id, id")
+
+
+def by_pk(conn: Conn, pk: int) -> Row:
+    row: Row = one(conn.execute("SELECT * FROM sessions WHERE pk = %s", (pk,)))
+    return row
+
+
+def update(conn: Conn, pk: int, sets: Mapping[str, Any]) -> Row:
+    return _update(conn, "sessions", pk, sets)
+
+
+def delete(conn: Conn, pk: int) -> int:
+    events = conn.execute("DELETE FROM events WHERE session_pk = %s", (pk,)).rowcount
+    conn.execute("DELETE FROM goals WHERE session_pk = %s", (pk,))
+    conn.execute("DELETE FROM sessions WHERE pk = %s", (pk,))
+    return int(events)
+
+
+def goal_rows(conn: Conn, session_pk: int) -> Iterable[Row]:
+    return conn.execute("SELECT * FROM goals WHERE session_pk = %s ORDER BY pk", (session_pk,))
+
+
+def child_rows(conn: Conn, tenant_id: str, session_id: str) -> Iterable[Row]:
+    return conn.execute(
+        "SELECT id, agent, status FROM sessions WHERE tenant_id = %s AND parent_id = %s "
+        "ORDER BY pk",
+        (tenant_id, session_id),
     )
 
 
-def _changed(tenant_id: str, session_id: str, kind: str, now: int) -> None:
-    emit(Change(SESSIONS_TOPIC, tenant_id, kind, now, {"id": session_id}))
-
-
-def _existing(row: Row, digest: str, *, strict: bool) -> Created[Session]:
-    if strict and row["create_hash"] != digest:
-        raise Conflict(
-            f"session {row['id']!r} exists with a different body",
-            details={"session_id": row["id"]},
-        )
-    return Created(session_record(row), created=False)
-
-
-def create_session(
-    conn: Conn,
-    tenant_id: str,
-    fields: dict[str, Any],
-    *,
-    now: int,
-    correlation_id: str | None,
-    strict: bool = True,
-) -> Created[Session]:
-    """Create a session from the request's explicitly-set ``fields`` (``id`` optional).
-
-    Same contract as the SQLite backend: with ``strict``, an existing id with the same
-    body returns it and a different body raises :class:`Conflict`; without, first write
-    wins. A child logs ``agent.spawned`` in its parent (key ``agent-spawn:<id>``).
-
-    Raises:
-        NotFound: ``parent_id`` names no session of this tenant.
-        Conflict: strict, and the id exists with a different body.
-    """
-    fields = dict(fields)
-    session_id = fields.pop("id", None) or new_id()
-    digest = body_hash(fields)
-    existing = conn.execute(
-        "SELECT * FROM sessions WHERE tenant_id = %s AND id = %s", (tenant_id, session_id)
-    ).fetchone()
-    if existing is not None:
-        return _existing(existing, digest, strict=strict)
-    parent_id = fields.get("parent_id")
-    parent = get_row(conn, tenant_id, parent_id) if parent_id else None
-    # ON CONFLICT DO NOTHING: a concurrent create of the same id (another replica) waits
-    # for that one's commit and then inserts nothing; the row is read below either way.
-    inserted = conn.execute(
-        "INSERT INTO sessions (tenant_id, id, parent_id, user_id, agent, title, tags, "
-        "metadata, created_at, updated_at, create_hash) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (tenant_id, id) DO NOTHING RETURNING *",
-        (
-            tenant_id,
-            session_id,
-            parent_id,
-            fields.get("user_id"),
-            fields.get("agent"),
-            fields.get("title"),
-            dumps(fields.get("tags") or []),
-            dumps(fields.get("metadata") or {}),
-            now,
-            now,
-            digest,
-        ),
-    ).fetchone()
-    if inserted is None:
-        return _existing(get_row(conn, tenant_id, session_id), digest, strict=strict)
-    if parent is not None:
-        _server_event(
-            conn,
-            tenant_id,
-            parent,
-            name="agent.spawned",
-            key=f"agent-spawn:{session_id}",
-            payload={"child_id": session_id, "agent": fields.get("agent")},
-            status="ok",
-            correlation_id=correlation_id,
-            now=now,
-        )
-        inserted = one(conn.execute("SELECT * FROM sessions WHERE pk = %s", (inserted["pk"],)))
-    _changed(tenant_id, session_id, "session.created", now)
-    return Created(session_record(inserted), created=True)
-
-
-def session_detail(conn: Conn, tenant_id: str, session_id: str) -> SessionDetail:
-    """A session with its goals and its children (id, agent, status)."""
-    row = get_row(conn, tenant_id, session_id)
-    goals = [
-        goal_record(g)
-        for g in conn.execute("SELECT * FROM goals WHERE session_pk = %s ORDER BY pk", (row["pk"],))
-    ]
-    children = [
-        child_record(c)
-        for c in conn.execute(
-            "SELECT id, agent, status FROM sessions WHERE tenant_id = %s AND parent_id = %s "
-            "ORDER BY pk",
-            (tenant_id, session_id),
-        )
-    ]
-    session = session_record(row)
-    fields = {name: getattr(session, name) for name in Session.__dataclass_fields__}
-    return SessionDetail(**fields, goals=goals, children=children)
-
-
-def list_sessions(
-    conn: Conn,
-    tenant_id: str,
-    f: SessionFilter,
-    *,
-    cursor: int | None,
-    limit: int,
-    max_bytes: int,
-) -> tuple[list[Session], str | None]:
-    """Newest first, at most ``limit`` and about ``max_bytes`` of stored JSON; ``cursor``
-    is the opaque ``next_cursor`` of the previous page."""
+def list_rows(
+    conn: Conn, tenant_id: str, f: SessionFilter, *, cursor: int | None, limit: int
+) -> Iterable[Row]:
     sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = %s"
     params: list[Any] = [tenant_id]
     for column, value in (
@@ -210,224 +115,32 @@ def list_sessions(
         sql += " AND pk < %s"
         params.append(cursor)
     sql += " ORDER BY pk DESC LIMIT %s"
-    params.append(limit + 1)
-    rows, more = take_page(conn.execute(sql, params), limit=limit, max_bytes=max_bytes)
-    return [session_record(r) for r in rows], (str(rows[-1]["pk"]) if more and rows else None)
+    params.append(limit)
+    return conn.execute(sql, params)
 
 
-def patch_session(
-    conn: Conn, tenant_id: str, session_id: str, patch: SessionPatch, *, now: int
-) -> Session:
-    """Replace the sent fields; merge ``metadata`` (RFC 7386)."""
-    row = get_row(conn, tenant_id, session_id, lock=True)
-    sets: list[str] = []
-    params: list[Any] = []
-    for name in sorted(patch.model_fields_set):
-        value = getattr(patch, name)
-        if name == "metadata":
-            _, value = merge_json(row["metadata"], value or {}, loc=["body", "metadata"])
-        elif name == "tags":
-            value = dumps(value or [])
-        sets.append(f"{name} = %s")
-        params.append(value)
-    if not sets:
-        return session_record(row)
-    updated = one(
-        conn.execute(
-            f"UPDATE sessions SET {', '.join(sets)}, updated_at = %s WHERE pk = %s RETURNING *",
-            (*params, now, row["pk"]),
-        )
-    )
-    _changed(tenant_id, session_id, "session.updated", now)
-    return session_record(updated)
-
-
-def end_session(
-    conn: Conn,
-    tenant_id: str,
-    session_id: str,
-    *,
-    status: str,
-    summary: str | None,
-    now: int,
-    correlation_id: str | None,
-    strict: bool = True,
-) -> Session:
-    """End a session. Ending it again with the same status is a no-op; with another
-    status, :class:`Conflict` when ``strict``. A child's end logs ``agent.completed`` in
-    its parent (key ``agent-end:<id>``)."""
-    row = get_row(conn, tenant_id, session_id, lock=True)
-    if row["status"] in TERMINAL:
-        if strict and row["status"] != status:
-            raise Conflict(
-                f"session {session_id!r} already ended as {row['status']!r}",
-                details={"status": row["status"]},
-            )
-        return session_record(row)
-    conn.execute(
-        "UPDATE sessions SET status = %s, summary = coalesce(%s, summary), ended_at = %s, "
-        "updated_at = %s WHERE pk = %s",
-        (status, summary, now, now, row["pk"]),
-    )
-    if row["parent_id"]:
-        parent = conn.execute(
-            "SELECT pk, id FROM sessions WHERE tenant_id = %s AND id = %s",
-            (tenant_id, row["parent_id"]),
-        ).fetchone()
-        if parent is not None:
-            _server_event(
-                conn,
-                tenant_id,
-                parent,
-                name="agent.completed",
-                key=f"agent-end:{session_id}",
-                payload={"child_id": session_id, "status": status, "summary": summary},
-                status=status,
-                correlation_id=correlation_id,
-                now=now,
-            )
-    _changed(tenant_id, session_id, "session.ended", now)
-    return _by_pk(conn, row["pk"])
-
-
-def delete_session(conn: Conn, tenant_id: str, session_id: str, *, now: int) -> int:
-    """Delete a session with its events and goals. Children keep their ``parent_id``."""
-    row = get_row(conn, tenant_id, session_id, lock=True)
-    events = conn.execute("DELETE FROM events WHERE session_pk = %s", (row["pk"],)).rowcount
-    conn.execute("DELETE FROM goals WHERE session_pk = %s", (row["pk"],))
-    conn.execute("DELETE FROM sessions WHERE pk = %s", (row["pk"],))
-    _changed(tenant_id, session_id, "session.deleted", now)
-    return int(events)
-
-
-# -- state -------------------------------------------------------------------------------
-def get_state(conn: Conn, tenant_id: str, session_id: str) -> StateDoc:
+def state_of(
+    conn: Conn, tenant_id: str, session_id: str, *, lock: bool
+) -> tuple[int, str, int] | None:
     row = conn.execute(
-        "SELECT state, state_version FROM sessions WHERE tenant_id = %s AND id = %s",
+        "SELECT pk, state, state_version FROM sessions WHERE tenant_id = %s AND id = %s"
+        + _lock(lock),
         (tenant_id, session_id),
     ).fetchone()
-    if row is None:
-        raise _missing(session_id)
-    return StateDoc(state=loads(row[0]), version=row[1])
+    return None if row is None else (int(row[0]), row[1], int(row[2]))
 
 
-def patch_state(
-    conn: Conn,
-    tenant_id: str,
-    session_id: str,
-    patch: Any,
-    *,
-    if_match: int | None,
-    now: int,
-    max_bytes: int,
-) -> StateDoc:
-    """Apply a JSON Merge Patch (RFC 7386) to the state document; bump its version.
-
-    Raises:
-        InvalidInput: the patch is not a JSON object, or the new document would exceed
-            ``max_bytes`` as JSON.
-        PreconditionFailed: ``if_match`` is not the current version.
-    """
-    if not isinstance(patch, dict):
-        raise InvalidInput("a state patch must be a JSON object (RFC 7386 merge patch)")
-    row = conn.execute(
-        "SELECT pk, state, state_version FROM sessions WHERE tenant_id = %s AND id = %s FOR UPDATE",
-        (tenant_id, session_id),
+def find_goal(conn: Conn, session_pk: int, goal_id: str, *, lock: bool) -> Row | None:
+    row: Row | None = conn.execute(
+        "SELECT * FROM goals WHERE session_pk = %s AND id = %s" + _lock(lock),
+        (session_pk, goal_id),
     ).fetchone()
-    if row is None:
-        raise _missing(session_id)
-    pk, stored, current = row
-    if if_match is not None and if_match != current:
-        raise PreconditionFailed(
-            "state version mismatch", details={"expected": if_match, "current": current}
-        )
-    state, text = merge_json(stored, patch, loc=["body"], max_bytes=max_bytes)
-    conn.execute(
-        "UPDATE sessions SET state = %s, state_version = %s, updated_at = %s WHERE pk = %s",
-        (text, current + 1, now, pk),
-    )
-    _changed(tenant_id, session_id, "session.updated", now)
-    return StateDoc(state=state, version=current + 1)
+    return row
 
 
-# -- goals -------------------------------------------------------------------------------
-def create_goal(
-    conn: Conn, tenant_id: str, session_id: str, goal: GoalIn, *, now: int
-) -> Created[Goal]:
-    """Add a goal. A client-chosen ``id`` makes the create idempotent (same body 200,
-    different body :class:`Conflict`)."""
-    session_pk = get_pk(conn, tenant_id, session_id)
-    fields = goal.model_dump(mode="json", exclude={"id"})
-    digest = body_hash(fields)
-    goal_id = goal.id or new_id()
-    done = now if goal.status in ("done", "failed", "cancelled") else None
-    row = conn.execute(
-        "INSERT INTO goals (tenant_id, session_pk, id, description, priority, status, "
-        "progress, metadata, created_at, updated_at, completed_at, create_hash) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (session_pk, id) DO NOTHING RETURNING *",
-        (
-            tenant_id,
-            session_pk,
-            goal_id,
-            goal.description,
-            goal.priority,
-            goal.status.value,
-            goal.progress,
-            dumps(goal.metadata),
-            now,
-            now,
-            done,
-            digest,
-        ),
-    ).fetchone()
-    if row is None:
-        existing = one(
-            conn.execute(
-                "SELECT * FROM goals WHERE session_pk = %s AND id = %s", (session_pk, goal_id)
-            )
-        )
-        if existing["create_hash"] != digest:
-            raise Conflict(f"goal {goal_id!r} exists with a different body")
-        return Created(goal_record(existing), created=False)
-    _changed(tenant_id, session_id, "session.updated", now)
-    return Created(goal_record(row), created=True)
+def insert_goal(conn: Conn, values: Mapping[str, Any]) -> Row | None:
+    return _insert(conn, "goals", values, "session_pk, id")
 
 
-def patch_goal(
-    conn: Conn,
-    tenant_id: str,
-    session_id: str,
-    goal_id: str,
-    patch: GoalPatch,
-    *,
-    now: int,
-) -> Goal:
-    session_pk = get_pk(conn, tenant_id, session_id)
-    row = conn.execute(
-        "SELECT * FROM goals WHERE session_pk = %s AND id = %s FOR UPDATE", (session_pk, goal_id)
-    ).fetchone()
-    if row is None:
-        raise NotFound(f"goal {goal_id!r} not found", details={"goal_id": goal_id})
-    sets: list[str] = []
-    params: list[Any] = []
-    for name in sorted(patch.model_fields_set):
-        value = getattr(patch, name)  # never None: GoalPatch refuses nulls
-        if name == "metadata":
-            _, value = merge_json(row["metadata"], value, loc=["body", "metadata"])
-        elif name == "status":
-            value = value.value
-            terminal = value in ("done", "failed", "cancelled")
-            sets.append("completed_at = %s")
-            params.append(now if terminal else None)
-        sets.append(f"{name} = %s")
-        params.append(value)
-    if sets:
-        row = one(
-            conn.execute(
-                f"UPDATE goals SET {', '.join(sets)}, updated_at = %s WHERE pk = %s RETURNING *",
-                (*params, now, row["pk"]),
-            )
-        )
-    _changed(tenant_id, session_id, "session.updated", now)
-    return goal_record(row)
+def update_goal(conn: Conn, pk: int, sets: Mapping[str, Any]) -> Row:
+    return _update(conn, "goals", pk, sets)

@@ -8,7 +8,7 @@ a group-commit writer per process, a reader pool) under the contract's methods
 from __future__ import annotations
 
 from tether.store.backend import BackendStore, SqlModules
-from tether.store.postgres import batch, copy, events, feed, memories, outbox, recall, sessions
+from tether.store.postgres import copy, events, feed, memories, outbox, recall, sessions
 from tether.store.postgres.engine import PostgresEngine
 
 __all__ = ["PostgresStore"]
@@ -16,7 +16,6 @@ __all__ = ["PostgresStore"]
 _SQL = SqlModules(
     sessions=sessions,
     events=events,
-    batch=batch,
     memories=memories,
     outbox=outbox,
     recall=recall,

@@ -1,7 +1,7 @@
-"""Event SQL: gapless per-session ``seq``, idempotency keys, reads by seq cursor.
+"""Event SQL for SQLite: the primitives :mod:`tether.store.shared.events` numbers and
+stores events with (:class:`~tether.store.shared.events.EventSql`).
 
-Functions here run inside :meth:`SQLiteStore.write`/``read`` callbacks; they take the
-connection first and never commit themselves.
+Functions take the connection first, run inside the engine's jobs and never commit.
 """
 
 from __future__ import annotations
@@ -10,30 +10,11 @@ import functools
 import itertools
 import operator
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tether.domain.changes import SESSIONS_TOPIC, Change, session_topic
-from tether.domain.records import (
-    AppendResult,
-    Event,
-    KindCount,
-    Recent,
-    Stats,
-    StatusCount,
-)
-from tether.store.common import emit, take_page
-from tether.store.prepared import (
-    COLUMNS,
-    KEY,
-    SEQ,
-    SESSION_PK,
-    TENANT,
-    PreparedEvents,
-    Totals,
-    totals_of,
-)
-from tether.store.rows import event_record
+from tether.store.prepared import COLUMNS, SEQ, SESSION_PK, Totals
+from tether.store.rows import Row
 
 # SQLite's default limit on bound parameters is 32766 on 3.32+; 500 keys per IN (...) keeps
 # statements small and plans cached.
@@ -97,7 +78,29 @@ def insert_rows(
     return inserted
 
 
-def _known_keys(conn: sqlite3.Connection, session_pk: int, keys: list[str]) -> dict[str, int]:
+def lock_event_count(conn: sqlite3.Connection, session_pk: int) -> int:
+    """The session's ``event_count`` (the one writer holds the database lock already)."""
+    (count,) = conn.execute("SELECT event_count FROM sessions WHERE pk=?", (session_pk,)).fetchone()
+    return int(count)
+
+
+def insert_fresh(
+    conn: sqlite3.Connection, rows: Sequence[list[Any]], columns: tuple[int, ...]
+) -> bool:
+    """Insert the rows with the unique key index skipping stored keys; if it skipped none
+    (new events, the usual case) the append needed no key lookup at all. If it skipped
+    some (a retry), this call's rows are deleted again and ``False`` returned, so the
+    caller renumbers and seqs stay gapless."""
+    if insert_rows(conn, rows, columns, skip_stored_keys=True) == len(rows):
+        return True
+    conn.execute(
+        "DELETE FROM events WHERE session_pk=? AND seq>=? AND seq<=?",
+        (rows[0][SESSION_PK], rows[0][SEQ], rows[-1][SEQ]),
+    )
+    return False
+
+
+def known_keys(conn: sqlite3.Connection, session_pk: int, keys: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for i in range(0, len(keys), _IN_CHUNK):
         chunk = keys[i : i + _IN_CHUNK]
@@ -111,7 +114,7 @@ def _known_keys(conn: sqlite3.Connection, session_pk: int, keys: list[str]) -> d
     return found
 
 
-def _add_to_session(
+def add_to_session(
     conn: sqlite3.Connection, session_pk: int, *, event_count: int, totals: Totals, now: int
 ) -> None:
     conn.execute(
@@ -130,104 +133,27 @@ def _add_to_session(
     )
 
 
-def _appended(tenant_id: str, session_id: str, first: int, last: int, now: int) -> None:
-    """Emit the changes of an append: the session's events, and the session itself."""
-    emit(Change(session_topic(session_id), tenant_id, "events", last, {"first": first}))
-    emit(Change(SESSIONS_TOPIC, tenant_id, "session.updated", now, {"id": session_id}))
-
-
-def append_events(
+def event_rows(
     conn: sqlite3.Connection,
-    *,
     session_pk: int,
-    session_id: str,
-    prepared: PreparedEvents,
-    now: int,
-) -> AppendResult:
-    """Append prepared events to one session in order; returns their seqs.
-
-    The next seq comes from ``sessions.event_count`` inside the writer's transaction, so
-    seqs are gapless (1..N) and a rolled-back job leaves no hole. An event whose
-    ``idempotency_key`` is already stored for this session (or earlier in this same call)
-    gets the original seq and is not stored again.
-
-    Usually no key is stored yet, so when the call's keys are distinct the rows go in
-    first, numbered on, with the unique key index skipping stored keys; if it skipped none
-    (new events, the usual case) the append needed no key lookup at all. If it skipped some
-    (a retry), this call's rows are deleted again and the append is redone knowing the
-    stored keys, so the seqs stay gapless.
-    """
-    count = int(
-        conn.execute("SELECT event_count FROM sessions WHERE pk=?", (session_pk,)).fetchone()[0]
-    )
-    rows = prepared.rows
-    if prepared.distinct_keys:
-        for seq, row in enumerate(rows, count + 1):
-            row[SESSION_PK] = session_pk
-            row[SEQ] = seq
-        if insert_rows(conn, rows, prepared.columns, skip_stored_keys=True) == len(rows):
-            last = count + len(rows)
-            _add_to_session(conn, session_pk, event_count=last, totals=prepared.totals, now=now)
-            _appended(rows[0][TENANT], session_id, count + 1, last, now)
-            return AppendResult(seqs=list(range(count + 1, last + 1)), duplicates=0)
-        conn.execute(
-            "DELETE FROM events WHERE session_pk=? AND seq>? AND seq<=?",
-            (session_pk, count, count + len(rows)),
-        )
-    keys = [r[KEY] for r in rows if r[KEY] is not None]
-    known = _known_keys(conn, session_pk, keys) if keys else {}
-    seq = count
-    seqs: list[int] = []
-    new_rows: list[list[Any]] = []
-    for row in rows:
-        key = row[KEY]
-        if key is not None:
-            if key in known:
-                seqs.append(known[key])
-                continue
-            known[key] = seq + 1
-        seq += 1
-        seqs.append(seq)
-        row[SESSION_PK] = session_pk
-        row[SEQ] = seq
-        new_rows.append(row)
-    if new_rows:
-        insert_rows(conn, new_rows, prepared.columns)
-        _add_to_session(conn, session_pk, event_count=seq, totals=totals_of(new_rows), now=now)
-        _appended(rows[0][TENANT], session_id, count + 1, seq, now)
-    return AppendResult(seqs=seqs, duplicates=len(rows) - len(new_rows))
-
-
-def list_events(
-    conn: sqlite3.Connection,
     *,
-    session_pk: int,
-    session_id: str,
     after_seq: int,
     kinds: Sequence[str],
     limit: int,
-    max_bytes: int,
-) -> tuple[list[Event], int | None]:
-    """Events of one session with ``seq > after_seq`` in seq order: at most ``limit``, and
-    no more than ``max_bytes`` of stored JSON (at least one event; see ``take_page``).
-
-    Returns ``(items, next_cursor)``; ``next_cursor`` is the last seq returned when more
-    follow, else ``None``.
-    """
+) -> Iterable[Row]:
     sql = "SELECT * FROM events WHERE session_pk=? AND seq>?"
     params: list[Any] = [session_pk, after_seq]
     if kinds:
         sql += f" AND kind IN ({','.join('?' * len(kinds))})"
         params.extend(kinds)
     sql += " ORDER BY seq LIMIT ?"
-    params.append(limit + 1)
-    rows, more = take_page(conn.execute(sql, params), limit=limit, max_bytes=max_bytes)
-    items = [event_record(r, session_id) for r in rows]
-    return items, (items[-1].seq if more and items else None)
+    params.append(limit)
+    return conn.execute(sql, params)
 
 
-def stats(conn: sqlite3.Connection, *, tenant_id: str, since_ms: int) -> Stats:
-    """Counts for ``GET /v1/stats``: sessions by status, events by kind, and the last 24 h."""
+def stats_counts(
+    conn: sqlite3.Connection, tenant_id: str, since_ms: int
+) -> tuple[dict[str, int], dict[str, int], int, int, int]:
     by_status = dict(
         conn.execute(
             "SELECT status, count(*) FROM sessions WHERE tenant_id=? GROUP BY status",
@@ -239,16 +165,12 @@ def stats(conn: sqlite3.Connection, *, tenant_id: str, since_ms: int) -> Stats:
             "SELECT kind, count(*) FROM events WHERE tenant_id=? GROUP BY kind", (tenant_id,)
         ).fetchall()
     )
-    recent_sessions = conn.execute(
+    (sessions,) = conn.execute(
         "SELECT count(*) FROM sessions WHERE tenant_id=? AND created_at>=?", (tenant_id, since_ms)
-    ).fetchone()[0]
-    recent = conn.execute(
+    ).fetchone()
+    events, errors = conn.execute(
         "SELECT count(*), coalesce(sum(status='error' OR kind='error'),0) FROM events "
         "WHERE tenant_id=? AND created_at>=?",
         (tenant_id, since_ms),
     ).fetchone()
-    return Stats(
-        sessions=StatusCount(total=sum(by_status.values()), by_status=by_status),
-        events=KindCount(total=sum(by_kind.values()), by_kind=by_kind),
-        last_24h=Recent(sessions=recent_sessions, events=recent[0], errors=int(recent[1])),
-    )
+    return by_status, by_kind, int(sessions), int(events), int(errors)

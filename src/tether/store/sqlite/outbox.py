@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether.domain.records import OutboxJob
-from tether.store.base import EmbeddedJob, Job
-from tether.store.rows import job_record
-from tether.store.sqlite.memories import store_vector
+from tether.store.base import Job
+from tether.store.rows import Row, job_record
 
 # Keys per IN (...) list.
 _IN_CHUNK = 500
@@ -73,69 +72,36 @@ def next_due_at(conn: sqlite3.Connection) -> int | None:
     return None if value is None else int(value)
 
 
-def complete(
-    conn: sqlite3.Connection,
-    model: str,
-    done: Sequence[EmbeddedJob],
-    drop: Sequence[int],
-    now: int,
-) -> int:
-    """Store vectors whose memory still has the embedded text, and delete the jobs.
+def live_row(conn: sqlite3.Connection, memory_pk: int, digest: str) -> Row | None:
+    """The memory if live with this content hash (one writer: no lock to take)."""
+    row: Row | None = conn.execute(
+        "SELECT * FROM memories WHERE pk=? AND content_hash=? AND deleted_at IS NULL",
+        (memory_pk, digest),
+    ).fetchone()
+    return row
 
-    Args:
-        model: The embedder's name, stored with each vector.
-        done: Embedded jobs.
-        drop: Ids of jobs to delete without a vector (their memory is gone).
 
-    Returns:
-        How many vectors were stored (a memory whose text changed or that was deleted
-        meanwhile is skipped: a newer job, or none, covers it).
-    """
-    stored = 0
-    for item in done:
-        job = item.job
-        live = conn.execute(
-            "SELECT * FROM memories WHERE pk=? AND content_hash=? AND deleted_at IS NULL",
-            (job.memory_pk, job.content_hash),
-        ).fetchone()
-        if live is not None:
-            store_vector(conn, live, model=model, dim=item.dim, vector=item.vector, now=now)
-            stored += 1
-    ids = [item.job.id for item in done] + list(drop)
-    for i in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[i : i + _IN_CHUNK]
+def delete_jobs(conn: sqlite3.Connection, job_ids: Sequence[int]) -> None:
+    for i in range(0, len(job_ids), _IN_CHUNK):
+        chunk = list(job_ids[i : i + _IN_CHUNK])
         conn.execute(f"DELETE FROM memory_outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-    return stored
 
 
-def fail(
+def charge(
     conn: sqlite3.Connection,
-    jobs: Sequence[Job],
+    job_id: int,
     *,
+    attempts: int,
+    state: str,
+    due_at: int,
     error: str,
     now: int,
-    max_attempts: int,
-    backoff_ms: Sequence[int],
-) -> int:
-    """Charge one failed attempt to each job: retry later, or dead-letter at the limit.
-
-    Args:
-        backoff_ms: Delay before the next attempt, aligned with ``jobs``.
-
-    Returns:
-        How many jobs went to the dead letters.
-    """
-    dead = 0
-    for job, delay in zip(jobs, backoff_ms, strict=True):
-        attempts = job.attempts + 1
-        state = "dead" if attempts >= max_attempts else "pending"
-        dead += state == "dead"
-        conn.execute(
-            "UPDATE memory_outbox SET attempts=?, state=?, next_attempt_at=?, last_error=?, "
-            "updated_at=? WHERE id=?",
-            (attempts, state, now + delay, error[:2000], now, job.id),
-        )
-    return dead
+) -> None:
+    conn.execute(
+        "UPDATE memory_outbox SET attempts=?, state=?, next_attempt_at=?, last_error=?, "
+        "updated_at=? WHERE id=?",
+        (attempts, state, due_at, error, now, job_id),
+    )
 
 
 def list_jobs(

@@ -1,7 +1,7 @@
 """Recall SQL: filtered candidate rows and access statistics.
 
 Runs inside :meth:`SQLiteStore.read`/``write`` callbacks; every statement is scoped by
-``tenant_id`` through :func:`tether.store.sql_memory.filter_sql`.
+``tenant_id`` through :func:`tether.store.sqlite.memories.filter_sql`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def rows_passing(
 
 
 def rows_by_pk(conn: sqlite3.Connection, tenant_id: str, pks: Sequence[int]) -> dict[int, Memory]:
-    """Full rows (:data:`~tether.store.sql_memory.MEMORY_COLUMNS`) of the tenant's live
+    """Full rows (:data:`~tether.store.rows.MEMORY_COLUMNS`) of the tenant's live
     (not forgotten) memories among ``pks``, by pk; no other filter (callers pass keys that
     passed one in an earlier read: a memory forgotten since is left out)."""
     if not pks:

@@ -14,7 +14,7 @@ from typing import Literal
 
 from tether.domain.text import analyze
 from tether.store.backend import BackendStore, SqlModules
-from tether.store.sqlite import batch, copy, events, feed, memories, outbox, recall, sessions
+from tether.store.sqlite import copy, events, feed, memories, outbox, recall, sessions
 from tether.store.sqlite.engine import SQLiteEngine
 
 __all__ = ["SQLiteStore"]
@@ -22,7 +22,6 @@ __all__ = ["SQLiteStore"]
 _SQL = SqlModules(
     sessions=sessions,
     events=events,
-    batch=batch,
     memories=memories,
     outbox=outbox,
     recall=recall,

@@ -2,7 +2,7 @@
 
 Readiness must know that writes reach the disk, not only that a read works: after a
 storage error, or when no write has succeeded for a while, the check upserts this row
-through the writer (see ``_PROBE_AFTER_S`` in ``store/sqlite.py``).
+through the writer (see ``_PROBE_AFTER_S`` in ``store/sqlite/engine.py``).
 
 Revision ID: 0005_store_probe
 Revises: 0004_drop_bm25_tables
