@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tether.errors import Unavailable
+from tether.store.base import StoreHealth
 from tether.store.sqlite import SQLiteStore, check_writable
 from tether.store.sqlite import engine as sqlite_store
 
@@ -207,7 +208,7 @@ def test_readiness_is_down_while_writes_fail_and_recovers_when_space_returns(
 def test_readiness_probes_an_idle_store_and_answers_in_bounded_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "_CHECK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(sqlite_store.SQLiteEngine, "check_timeout_s", 0.2)
     release = threading.Event()
 
     async def main() -> None:
@@ -217,10 +218,10 @@ def test_readiness_probes_an_idle_store_and_answers_in_bounded_time(
         assert (await store.check()).status == "ok"
         assert await store.read(_probes) == 1
         # A writer stuck in a job: the probe cannot run, the check still answers.
-        monkeypatch.setattr(sqlite_store, "_PROBE_AFTER_S", 0.0)
+        monkeypatch.setattr(sqlite_store.SQLiteEngine, "probe_after_s", 0.0)
         stuck = asyncio.ensure_future(store.write(lambda c: release.wait(30)))
         health = await asyncio.wait_for(store.check(), 10)
-        assert health == sqlite_store.StoreHealth("down", "store did not answer within 0.2 s")
+        assert health == StoreHealth("down", "store did not answer within 0.2 s")
         release.set()
         await stuck
         assert (await store.check()).status == "ok"

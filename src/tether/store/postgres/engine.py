@@ -33,13 +33,11 @@ import asyncio
 import contextlib
 import functools
 import logging
-import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
@@ -50,8 +48,8 @@ from psycopg_pool import ConnectionPool
 
 from tether.domain.changes import Change
 from tether.errors import Unavailable
-from tether.store.base import OnCommit, StoreHealth
 from tether.store.common import collecting
+from tether.store.groupcommit import Failure, GroupCommitEngine, WriteJob
 from tether.store.postgres.migrate import upgrade
 
 __all__ = ["Conn", "PostgresEngine", "check_reachable", "describe_url", "one", "row_factory"]
@@ -202,18 +200,6 @@ def _connect(url: str) -> psycopg.Connection[Any]:
     return conn
 
 
-def _select_one(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SELECT 1").fetchone()
-
-
-def _probe(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(
-        "INSERT INTO store_probe (id, probed_at) VALUES (1, %s) "
-        "ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
-        (int(time.time() * 1000),),
-    )
-
-
 class _RetryGroup(Exception):
     """Raised inside the group's transaction to roll it back and run the group again."""
 
@@ -222,27 +208,7 @@ class _RetryGroup(Exception):
         self.cause = cause
 
 
-@dataclass(eq=False)
-class _Job:
-    fn: Callable[[psycopg.Connection[Any]], Any]
-    feed: bool
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
-    result: Any = None
-    error: BaseException | None = field(default=None)
-
-
-def _resolve(jobs: list[_Job]) -> None:
-    for job in jobs:
-        if job.future.done():  # the caller was cancelled; its write still committed
-            continue
-        if job.error is not None:
-            job.future.set_exception(job.error)
-        else:
-            job.future.set_result(job.result)
-
-
-class PostgresEngine:
+class PostgresEngine(GroupCommitEngine):
     """A PostgreSQL database: a writer thread that group-commits, a reader pool.
 
     Args:
@@ -250,23 +216,20 @@ class PostgresEngine:
             socket folder as ``?host=/path``).
         readers: the most pooled read connections (and reader threads).
 
-    ``check()`` is its readiness.
+    ``check()`` is its readiness (the write probe upserts ``store_probe``).
     """
 
+    probe_after_s = _PROBE_AFTER_S
+    check_timeout_s = _CHECK_TIMEOUT_S
+
     def __init__(self, url: str, *, readers: int = 4) -> None:
+        super().__init__()
         self.url = url
         self._readers = readers
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._wconn: psycopg.Connection[Any] | None = None
         self._pool: ConnectionPool[Any] | None = None
         self._read_threads: ThreadPoolExecutor | None = None
-        self._closed = True
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.on_commit: OnCommit | None = None
-        # Written by the writer thread, read by the event loop (single assignments).
-        self._last_failure: tuple[str, float] | None = None  # (cause, monotonic time)
-        self._last_write_ok: float | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -326,26 +289,6 @@ class PostgresEngine:
             self._wconn = None
 
     # -- the write path ------------------------------------------------------------
-    async def write(self, fn: Callable[[Any], T], *, feed: bool = False) -> T:
-        """Run ``fn(conn)`` in the next group commit; return its result after COMMIT.
-
-        Args:
-            feed: ``fn`` appends to the memory change feed (takes the feed lock first).
-
-        Raises:
-            Unavailable: the store is closed, or the database failed or could not be
-                reached (the message names the cause); nothing of ``fn`` is known to be
-                committed.
-            Exception: whatever else ``fn`` raised (its savepoint was rolled back).
-        """
-        if self._closed:
-            raise Unavailable("store is closed")
-        loop = asyncio.get_running_loop()
-        job = _Job(fn=fn, feed=feed, loop=loop, future=loop.create_future())
-        self._queue.put(job)
-        result: T = await job.future
-        return result
-
     def _write_loop(self) -> None:
         stop = False
         while not stop:
@@ -353,15 +296,7 @@ class PostgresEngine:
             if first is None:
                 break
             group = [first]
-            while len(group) < _MAX_GROUP:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                group.append(nxt)
+            stop = not self._more_jobs(group, _MAX_GROUP)
             self._commit_group(group)
 
     def _writer_conn(self) -> psycopg.Connection[Any]:
@@ -374,7 +309,7 @@ class PostgresEngine:
             self._wconn = conn = _connect(self.url)
         return conn
 
-    def _commit_group(self, group: list[_Job]) -> None:
+    def _commit_group(self, group: list[WriteJob]) -> None:
         emitted: list[Change] = []
         lost: BaseException | None = None
         for attempt in range(_GROUP_ATTEMPTS):
@@ -405,17 +340,9 @@ class PostgresEngine:
             self._fail_group(group, lost)
         elif any(job.error is None for job in group):
             self._last_write_ok = time.monotonic()
-        if emitted and self.on_commit is not None and self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed; nobody listens
-                self._loop.call_soon_threadsafe(self.on_commit, list(emitted))
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-        for job in group:
-            by_loop.setdefault(job.loop, []).append(job)
-        for loop, jobs in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that caller's loop has closed
-                loop.call_soon_threadsafe(_resolve, jobs)
+        self._hand_back(group, list(emitted))
 
-    def _run_job(self, conn: psycopg.Connection[Any], job: _Job, emitted: list[Change]) -> None:
+    def _run_job(self, conn: psycopg.Connection[Any], job: WriteJob, emitted: list[Change]) -> None:
         """One job in its savepoint; a unique violation re-runs it (see module doc)."""
         mark = len(emitted)
         for attempt in range(_JOB_ATTEMPTS):
@@ -436,16 +363,16 @@ class PostgresEngine:
                 if _is_unavailable(exc):
                     if conn.broken:
                         raise  # the transaction is gone: the whole group fails
-                    self._last_failure = (_cause(exc), time.monotonic())
+                    self._last_failure = Failure(_cause(exc), time.monotonic())
                     job.error = _unavailable(exc, "write")
                 else:
                     job.error = exc
                 return
 
-    def _fail_group(self, group: list[_Job], exc: BaseException) -> None:
+    def _fail_group(self, group: list[WriteJob], exc: BaseException) -> None:
         """Nothing of the group is known to be committed: every caller gets Unavailable."""
         cause = _cause(exc)
-        self._last_failure = (cause, time.monotonic())
+        self._last_failure = Failure(cause, time.monotonic())
         log.error("group commit of %d jobs failed: %s", len(group), cause)
         if isinstance(exc, _RETRY_GROUP):
             error = Unavailable(f"database busy: {cause}, after {_GROUP_ATTEMPTS} attempts")
@@ -480,39 +407,10 @@ class PostgresEngine:
             raise
 
     # -- readiness -----------------------------------------------------------------
-    def write_failure(self) -> str | None:
-        """The last failure of a write, unless a later commit wrote something."""
-        failure, ok_at = self._last_failure, self._last_write_ok
-        if failure is None or (ok_at is not None and ok_at > failure[1]):
-            return None
-        return f"write failed {time.monotonic() - failure[1]:.1f} s ago: {failure[0]}"
-
-    def _writes_in_doubt(self) -> bool:
-        now = time.monotonic()
-        failure, ok_at = self._last_failure, self._last_write_ok
-        if failure is not None and now - failure[1] < _PROBE_AFTER_S:
-            return True
-        return ok_at is None or now - ok_at >= _PROBE_AFTER_S
-
-    async def check(self) -> StoreHealth:
-        """Readiness: a ``SELECT 1`` on a reader and, when writes are in doubt (a failure
-        in the last ``_PROBE_AFTER_S`` s, or no write for that long), an upsert of the
-        ``store_probe`` row through the writer.
-
-        Returns:
-            ``StoreHealth("ok")`` or ``StoreHealth("down", detail)``; never raises, and
-            answers within ``_CHECK_TIMEOUT_S``.
-        """
-        if self._closed:
-            return StoreHealth("down", "store is closed")
-        try:
-            async with asyncio.timeout(_CHECK_TIMEOUT_S):
-                await self.read(_select_one)
-                if self._writes_in_doubt():
-                    await self.write(_probe)
-        except TimeoutError:
-            return StoreHealth("down", f"store did not answer within {_CHECK_TIMEOUT_S:g} s")
-        except Exception as exc:  # reported, not raised: this is the readiness check
-            return StoreHealth("down", self.write_failure() or str(exc))
-        failure = self.write_failure()
-        return StoreHealth("down", failure) if failure else StoreHealth("ok")
+    def _probe(self, conn: Conn) -> None:
+        """The write probe: upsert the one row of ``store_probe``."""
+        conn.execute(
+            "INSERT INTO store_probe (id, probed_at) VALUES (1, %s) "
+            "ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+            (int(time.time() * 1000),),
+        )

@@ -30,7 +30,6 @@ proceed while the writer commits. A read that fails for a storage reason also ra
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -42,14 +41,13 @@ import time
 import types
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from tether.domain.changes import Change
 from tether.errors import Unavailable
-from tether.store.base import OnCommit, StoreHealth
 from tether.store.common import collecting
+from tether.store.groupcommit import Failure, GroupCommitEngine, WriteJob
 from tether.store.sqlite.migrate import upgrade
 
 T = TypeVar("T")
@@ -134,15 +132,6 @@ _CHECK_TIMEOUT_S = 1.0
 
 def _null(value: None) -> None:
     return value
-
-
-@dataclass(slots=True)
-class _Job:
-    fn: Callable[[sqlite3.Connection], Any]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
-    result: Any = None
-    error: BaseException | None = field(default=None)
 
 
 def _connect(path: Path, synchronous: str, *, readonly: bool) -> sqlite3.Connection:
@@ -270,27 +259,7 @@ def check_writable(path: Path) -> None:
             ) from exc
 
 
-def _select_one(conn: sqlite3.Connection) -> None:
-    conn.execute("SELECT 1").fetchone()
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    cause: str  # _cause(exc)
-    at: float  # time.monotonic()
-
-
-def _resolve(jobs: list[_Job]) -> None:
-    for job in jobs:
-        if job.future.done():  # the caller was cancelled; its write still committed
-            continue
-        if job.error is not None:
-            job.future.set_exception(job.error)
-        else:
-            job.future.set_result(job.result)
-
-
-class SQLiteEngine:
+class SQLiteEngine(GroupCommitEngine):
     """A SQLite database opened for Tether: migrations, the writer thread, the reader pool.
 
     Args:
@@ -303,6 +272,9 @@ class SQLiteEngine:
     (the last storage failure, the last group commit that wrote something).
     """
 
+    probe_after_s = _PROBE_AFTER_S
+    check_timeout_s = _CHECK_TIMEOUT_S
+
     def __init__(
         self,
         path: Path,
@@ -310,22 +282,16 @@ class SQLiteEngine:
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         readers: int = 4,
     ) -> None:
+        super().__init__()
         self.path = Path(path)
         self.synchronous = synchronous
         self._readers = readers
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._wconn: sqlite3.Connection | None = None
         self._read_pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._rconns: list[sqlite3.Connection] = []
         self._rconns_lock = threading.Lock()
-        self._closed = True
-        # Written by the writer thread, read by the event loop (single assignments).
-        self._last_failure: _Failure | None = None
-        self._last_write_ok: float | None = None  # time.monotonic() of a commit that wrote
-        self.on_commit: OnCommit | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -375,27 +341,6 @@ class SQLiteEngine:
             self._wconn = None
 
     # -- the write path ------------------------------------------------------------
-    async def write(self, fn: Callable[[sqlite3.Connection], T], *, feed: bool = False) -> T:
-        """Run ``fn(conn)`` in the next group commit; return its result after COMMIT.
-
-        ``feed`` (``fn`` appends to the memory change feed) needs nothing here: the one
-        writer thread commits in lsn order already.
-
-        Raises:
-            Unavailable: the store is closed, or the storage failed (disk full, read-only
-                or failing filesystem, lock timeout, corrupt file: ``_STORAGE_ERRORS``);
-                the message names the cause. Nothing of ``fn`` was committed.
-            Exception: whatever else ``fn`` raised (its savepoint was rolled back), e.g.
-                ``sqlite3.IntegrityError``.
-        """
-        if self._closed:
-            raise Unavailable("store is closed")
-        loop = asyncio.get_running_loop()
-        job = _Job(fn=fn, loop=loop, future=loop.create_future())
-        self._queue.put(job)
-        result: T = await job.future
-        return result
-
     def _write_loop(self) -> None:
         conn = self._wconn
         assert conn is not None
@@ -414,15 +359,7 @@ class SQLiteEngine:
             if first is None:
                 break
             group = [first]
-            while len(group) < _MAX_GROUP:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                group.append(nxt)
+            stop = not self._more_jobs(group, _MAX_GROUP)
             self._commit_group(conn, group)
             wal_dirty = True
             if time.monotonic() - last_checkpoint >= _CHECKPOINT_EVERY_S:
@@ -430,7 +367,7 @@ class SQLiteEngine:
                 last_checkpoint = time.monotonic()
         _checkpoint(conn, "TRUNCATE")  # clean shutdown: leave an empty WAL
 
-    def _commit_group(self, conn: sqlite3.Connection, group: list[_Job]) -> None:
+    def _commit_group(self, conn: sqlite3.Connection, group: list[WriteJob]) -> None:
         t0 = time.perf_counter()
         changes = conn.total_changes
         emitted: list[Change] = []
@@ -450,7 +387,7 @@ class SQLiteEngine:
                             lost = exc
                             break
                         if _is_storage_error(exc):
-                            self._last_failure = _Failure(_cause(exc), time.monotonic())
+                            self._last_failure = Failure(_cause(exc), time.monotonic())
                         conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                 else:
@@ -462,18 +399,12 @@ class SQLiteEngine:
             self._fail_group(conn, group, lost)
         elif conn.total_changes != changes and any(job.error is None for job in group):
             self._last_write_ok = time.monotonic()  # committed, and rows reached the disk
-        if emitted and self.on_commit is not None and self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed; nobody listens
-                self._loop.call_soon_threadsafe(self.on_commit, emitted)
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-        for job in group:
-            by_loop.setdefault(job.loop, []).append(job)
-        for loop, jobs in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed; nobody waits
-                loop.call_soon_threadsafe(_resolve, jobs)
+        self._hand_back(group, emitted)
         log.debug("group commit: %d jobs in %.2f ms", len(group), (time.perf_counter() - t0) * 1e3)
 
-    def _fail_group(self, conn: sqlite3.Connection, group: list[_Job], exc: BaseException) -> None:
+    def _fail_group(
+        self, conn: sqlite3.Connection, group: list[WriteJob], exc: BaseException
+    ) -> None:
         """The group's transaction is lost: roll back, fail every job not failed already.
 
         A storage failure becomes :class:`Unavailable` and is recorded for readiness; any
@@ -481,7 +412,7 @@ class SQLiteEngine:
         """
         storage = _is_storage_error(exc)
         if storage:
-            self._last_failure = _Failure(_cause(exc), time.monotonic())
+            self._last_failure = Failure(_cause(exc), time.monotonic())
             log.error("group commit of %d jobs failed: %s", len(group), _cause(exc))
         else:
             log.error("group commit of %d jobs failed", len(group), exc_info=exc)
@@ -524,26 +455,6 @@ class SQLiteEngine:
             raise
 
     # -- readiness -----------------------------------------------------------------
-    def write_failure(self) -> str | None:
-        """The last storage failure of a write, unless a later commit wrote something.
-
-        Returns:
-            ``None``, or e.g. ``"write failed 2.1 s ago: database or disk is full
-            (SQLITE_FULL)"``.
-        """
-        failure, ok_at = self._last_failure, self._last_write_ok
-        if failure is None or (ok_at is not None and ok_at > failure.at):
-            return None
-        return f"write failed {time.monotonic() - failure.at:.1f} s ago: {failure.cause}"
-
-    def _writes_in_doubt(self) -> bool:
-        """A storage failure in the last ``_PROBE_AFTER_S``, or no write for that long."""
-        now = time.monotonic()
-        failure, ok_at = self._last_failure, self._last_write_ok
-        if failure is not None and now - failure.at < _PROBE_AFTER_S:
-            return True
-        return ok_at is None or now - ok_at >= _PROBE_AFTER_S
-
     def _probe(self, conn: sqlite3.Connection) -> None:
         """The write probe, run by the writer as a job: room on the disk, then a real write.
 
@@ -566,30 +477,3 @@ class SQLiteEngine:
             "ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
             (int(time.time() * 1000),),
         )
-
-    async def check(self) -> StoreHealth:
-        """Readiness: can the store read, and can it write?
-
-        A ``SELECT 1`` on a reader; then, when writes are in doubt (a storage failure in
-        the last ``_PROBE_AFTER_S`` seconds, or no write committed for that long), the
-        write probe through the writer (:meth:`_probe`). Down while the last write failed
-        for a storage reason and nothing has been written since; a successful probe
-        clears that, so readiness recovers by itself once e.g. space is freed.
-
-        Returns:
-            ``StoreHealth("ok")`` or ``StoreHealth("down", detail)``. Never raises, and
-            answers within ``_CHECK_TIMEOUT_S`` (a probe still queued then runs later).
-        """
-        if self._closed:
-            return StoreHealth("down", "store is closed")
-        try:
-            async with asyncio.timeout(_CHECK_TIMEOUT_S):
-                await self.read(_select_one)
-                if self._writes_in_doubt():
-                    await self.write(self._probe)
-        except TimeoutError:
-            return StoreHealth("down", f"store did not answer within {_CHECK_TIMEOUT_S:g} s")
-        except Exception as exc:  # reported, not raised: this is the readiness check
-            return StoreHealth("down", self.write_failure() or str(exc))
-        failure = self.write_failure()
-        return StoreHealth("down", failure) if failure else StoreHealth("ok")
