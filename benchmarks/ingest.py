@@ -1,8 +1,11 @@
-"""Ingest throughput: HTTP batched and single-event writes vs raw in-process SQLite.
+"""Ingest throughput: HTTP batched and single-event writes vs the store's raw in-process insert.
 
-Run: ``.venv/bin/python benchmarks/ingest.py`` (or ``make bench``).
+Run: ``.venv/bin/python benchmarks/ingest.py [--db sqlite|postgresql://...]`` (or
+``make bench``).
 
-Starts a real ``tether serve`` on a fresh database; a *separate client process* posts
+Starts a real ``tether serve`` on a fresh database (``--db sqlite``, the default: a SQLite
+file in a temp folder; ``--db postgresql://...``: a PostgreSQL *server*, on which a new
+database is created per server and dropped afterwards); a *separate client process* posts
 events over keep-alive connections: batches of 100 to ``POST /v1/sessions/{id}/events``,
 then one event per request, each event with a unique idempotency key. The client is
 ``wrk`` (C; ``apt-get install wrk``) when it is on PATH, because a Python client costs
@@ -10,17 +13,21 @@ then one event per request, each event with a unique idempotency key. The client
 aiohttp client runs instead and the table says so. After each run the server's stored
 event count is checked against what the client saw acknowledged.
 
-The baseline ("ceiling") inserts the same rows with the server's own ``insert_rows`` (the
-statements its append uses) into a fresh database in this process, 100 rows per
-transaction. Prints median and p95 request latency and each rate's ratio to the ceiling, and with
-``--against OTHER/src`` the same for another checkout's server, measured alternately in
-the same run, with this tree's ratio to it.
+The baseline ("ceiling") inserts the same rows with the store backend's own ``insert_rows``
+(the statements its append uses: multi-row ``INSERT`` on SQLite, ``COPY`` on PostgreSQL)
+into a fresh database of the same backend in this process, 100 rows per transaction,
+before each round. Prints median and p95 request latency and each rate's ratio to its
+store's ceiling, and with ``--against OTHER/src`` the same for another checkout's server,
+measured alternately in the same run, with this tree's ratio to it. ``--db`` takes several
+stores, comma-separated: each round measures each of them in turn (``--rounds 3 --db
+sqlite,postgresql://...`` interleaves the two backends), one table per store.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -29,12 +36,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _server import running_server
+from _server import (
+    DB_HELP,
+    cpu_times,
+    fresh_database,
+    fresh_store,
+    is_postgres,
+    postgres_server,
+    running_server,
+    steal_share,
+    store_label,
+)
 
 
 def _event(i: int) -> dict[str, Any]:
@@ -96,18 +114,54 @@ async def _client(url: str, mode: str, total_events: int, concurrency: int) -> d
     }
 
 
-def _ceiling(total_events: int) -> dict[str, Any]:
-    """Same rows, same INSERT, in-process, 100 rows per transaction: what SQLite alone does.
+def _ceiling(total_events: int, db: str) -> dict[str, Any]:
+    """Same rows, same statements, in-process, 100 rows per transaction: what the store
+    alone does (``db``: ``sqlite`` or a PostgreSQL server URL, as ``--db``).
 
     Rows are built by the server's own ``prepare_events`` (ids, JSON encoding, a correlation
-    id per request) inside the timed loop, as the server does, and inserted by its own
-    ``insert_rows`` with the statements its append uses; HTTP, parsing, validation, the
-    session lookup and counters are what it leaves out.
+    id per request) inside the timed loop, as the server does, and inserted by the backend's
+    own ``insert_rows`` with the statements its append uses (SQLite: multi-row ``INSERT ...
+    ON CONFLICT DO NOTHING``; PostgreSQL: ``COPY``); HTTP, parsing, validation, the session
+    lookup and lock, PostgreSQL's idempotency-key lookup and the counters update are what
+    it leaves out.
     """
     from tether.domain.events import EventIn
+
+    events = [EventIn.model_validate(_event(i)) for i in range(total_events)]
+    if is_postgres(db):
+        with fresh_database(db) as url:
+            latencies, elapsed = _ceiling_postgres(events, url)
+        label = "ceiling (in-process PostgreSQL COPY, 100/txn)"
+    else:
+        latencies, elapsed = _ceiling_sqlite(events)
+        label = "ceiling (in-process SQLite, 100/txn)"
+    return {
+        "mode": label,
+        "requests": len(latencies),
+        "events": total_events,
+        "seconds": elapsed,
+        "req_per_s": len(latencies) / elapsed,
+        "events_per_s": total_events / elapsed,
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": _pct(latencies, 0.95),
+    }
+
+
+def _batches(events: list[Any]) -> Iterator[tuple[int, Any]]:
+    """``(first seq - 1, prepared rows)`` per 100 events, built as the server builds them."""
     from tether.domain.time import new_id, now_ms
-    from tether.store.migrate import upgrade
-    from tether.store.sql_events import insert_rows, prepare_events
+    from tether.store.prepared import prepare_events
+
+    for start in range(0, len(events), 100):
+        prepared = prepare_events(
+            events[start : start + 100], tenant_id="default", correlation_id=new_id(), now=now_ms()
+        )
+        yield start, prepared
+
+
+def _ceiling_sqlite(events: list[Any]) -> tuple[list[float], float]:
+    from tether.store.sqlite.events import insert_rows
+    from tether.store.sqlite.migrate import upgrade
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "ceiling.db"
@@ -119,35 +173,49 @@ def _ceiling(total_events: int) -> dict[str, Any]:
             "INSERT INTO sessions (tenant_id, id, created_at, updated_at) "
             "VALUES ('default', 'c', 0, 0)"
         )
-        events = [EventIn.model_validate(_event(i)) for i in range(total_events)]
         latencies: list[float] = []
         t0 = time.perf_counter()
-        for start in range(0, total_events, 100):
-            t1 = time.perf_counter()
-            prepared = prepare_events(
-                events[start : start + 100],
-                tenant_id="default",
-                correlation_id=new_id(),
-                now=now_ms(),
-            )
+        t1 = t0
+        for start, prepared in _batches(events):
             for j, row in enumerate(prepared.rows):
                 row[1], row[2] = 1, start + j + 1  # session_pk, seq
             conn.execute("BEGIN")
             insert_rows(conn, prepared.rows, prepared.columns, skip_stored_keys=True)
             conn.execute("COMMIT")
-            latencies.append((time.perf_counter() - t1) * 1000)
+            t2 = time.perf_counter()
+            latencies.append((t2 - t1) * 1000)
+            t1 = t2
         elapsed = time.perf_counter() - t0
         conn.close()
-    return {
-        "mode": "ceiling (in-process SQLite, 100/txn)",
-        "requests": len(latencies),
-        "events": total_events,
-        "seconds": elapsed,
-        "req_per_s": len(latencies) / elapsed,
-        "events_per_s": total_events / elapsed,
-        "p50_ms": statistics.median(latencies),
-        "p95_ms": _pct(latencies, 0.95),
-    }
+    return latencies, elapsed
+
+
+def _ceiling_postgres(events: list[Any], url: str) -> tuple[list[float], float]:
+    from tether.store.postgres.engine import _connect
+    from tether.store.postgres.events import insert_rows
+    from tether.store.postgres.migrate import upgrade
+
+    upgrade(url)
+    conn = _connect(url)  # the server's writer connection (settings, row factory)
+    with conn.transaction():
+        (session_pk,) = conn.execute(
+            "INSERT INTO sessions (tenant_id, id, created_at, updated_at) "
+            "VALUES ('default', 'c', 0, 0) RETURNING pk"
+        ).fetchone()
+    latencies: list[float] = []
+    t0 = time.perf_counter()
+    t1 = t0
+    for start, prepared in _batches(events):
+        for j, row in enumerate(prepared.rows):
+            row[1], row[2] = session_pk, start + j + 1  # session_pk, seq
+        with conn.transaction():
+            insert_rows(conn, prepared.rows, prepared.columns)
+        t2 = time.perf_counter()
+        latencies.append((t2 - t1) * 1000)
+        t1 = t2
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return latencies, elapsed
 
 
 def _wrk(url: str, mode: str, seconds: int, connections: int) -> dict[str, Any]:
@@ -208,6 +276,12 @@ def main() -> None:
         "previous release), alternating with this tree, and print the ratio",
     )
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds (medians shown)")
+    ap.add_argument(
+        "--db",
+        default="sqlite",
+        help=DB_HELP + "; several, comma-separated (e.g. sqlite,postgresql://...), are "
+        "measured alternately round by round, a table each",
+    )
     ap.add_argument("--client", help=argparse.SUPPRESS)  # internal: run as the client process
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -217,50 +291,80 @@ def main() -> None:
         return
 
     use_wrk = shutil.which("wrk") is not None and not args.python_client
-    ceiling = _ceiling(args.batched_events)
+    with contextlib.ExitStack() as stack:
+        dbs = [stack.enter_context(postgres_server(db)) for db in args.db.split(",")]
+        _measure(args, dbs, use_wrk)
+
+
+def _measure(args: argparse.Namespace, dbs: list[str], use_wrk: bool) -> None:
+    """Per round, per store: the ceiling, then each server (this tree, and ``--against``)
+    on a fresh store of it; then one table per store, medians over the rounds."""
     # Servers to measure, alternating per round so a box that speeds up or slows down
     # during the run affects both alike: this tree, and optionally another checkout.
     servers: list[tuple[str, Path | None]] = [("this tree", None)]
     if args.against is not None:
         servers.insert(0, (f"against {args.against}", args.against.resolve()))
-    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    ceilings: dict[str, list[dict[str, Any]]] = {}
+    runs: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {}
+    cpu_before = cpu_times()
     for _ in range(args.rounds):
-        for label, src in servers:
-            for r in _serve_and_measure(args, src, use_wrk):
-                runs.setdefault((label, r["mode"]), []).append(r)
+        for db in dbs:
+            ceilings.setdefault(db, []).append(_ceiling(args.batched_events, db))
+            for label, src in servers:
+                for r in _serve_and_measure(args, db, src, use_wrk):
+                    runs.setdefault(db, {}).setdefault((label, r["mode"]), []).append(r)
+    print(f"hypervisor steal during the run: {steal_share(cpu_before, cpu_times()):.1%}")
+    for db in dbs:
+        _table(db, ceilings[db], runs[db], servers)
+
+
+def _table(
+    db: str,
+    ceilings: list[dict[str, Any]],
+    runs: dict[tuple[str, str], list[dict[str, Any]]],
+    servers: list[tuple[str, Path | None]],
+) -> None:
+    """One store's table: medians over the rounds, each rate's ratio to the ceiling."""
+
+    def med(rs: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(r[key] for r in rs)
+
+    ceiling = med(ceilings, "events_per_s")
+    print(f"\nstore: {store_label(db)} ({len(ceilings)} round(s), medians)")
     print(
-        f"{'server':<26} {'mode':<34} {'events/s':>10} {'req/s':>9} {'p50 ms':>8} "
+        f"{'server':<26} {'mode':<46} {'events/s':>10} {'req/s':>9} {'p50 ms':>8} "
         f"{'p95 ms':>8} {'vs ceiling':>10} {'vs against':>10}"
     )
-    c = ceiling
     print(
-        f"{'(in-process)':<26} {c['mode']:<34} {c['events_per_s']:>10.0f} {c['req_per_s']:>9.0f} "
-        f"{c['p50_ms']:>8.2f} {c['p95_ms']:>8.2f} {1:>10.3f} {'':>10}"
+        f"{'(in-process)':<26} {ceilings[0]['mode']:<46} {ceiling:>10.0f} "
+        f"{med(ceilings, 'req_per_s'):>9.0f} {med(ceilings, 'p50_ms'):>8.2f} "
+        f"{med(ceilings, 'p95_ms'):>8.2f} {1:>10.3f} {'':>10}"
     )
     for (label, mode), rs in runs.items():
-        rate = statistics.median(r["events_per_s"] for r in rs)
+        rate = med(rs, "events_per_s")
         base = runs.get((servers[0][0], mode)) if len(servers) > 1 else None
-        versus = (
-            f"{rate / statistics.median(r['events_per_s'] for r in base):>10.3f}" if base else ""
-        )
+        versus = f"{rate / med(base, 'events_per_s'):>10.3f}" if base else ""
         print(
-            f"{label:<26} {mode:<34} {rate:>10.0f} "
-            f"{statistics.median(r['req_per_s'] for r in rs):>9.0f} "
-            f"{statistics.median(r['p50_ms'] for r in rs):>8.2f} "
-            f"{statistics.median(r['p95_ms'] for r in rs):>8.2f} "
-            f"{rate / ceiling['events_per_s']:>10.3f} {versus:>10}"
+            f"{label:<26} {mode:<46} {rate:>10.0f} {med(rs, 'req_per_s'):>9.0f} "
+            f"{med(rs, 'p50_ms'):>8.2f} {med(rs, 'p95_ms'):>8.2f} "
+            f"{rate / ceiling:>10.3f} {versus:>10}"
         )
+    if len(ceilings) > 1:
+        rounds = [("ceiling", ceilings)] + [(f"{lb}, {m}", rs) for (lb, m), rs in runs.items()]
+        for name, rs in rounds:
+            print(f"  per round, {name}: " + " / ".join(f"{r['events_per_s']:.0f}" for r in rs))
 
 
 def _serve_and_measure(
-    args: argparse.Namespace, src: Path | None, use_wrk: bool
+    args: argparse.Namespace, db: str, src: Path | None, use_wrk: bool
 ) -> list[dict[str, Any]]:
     """Both modes against one fresh server (of ``src``, else this tree); stored counts
     are checked against what the client saw acknowledged."""
     results = []
     with (
         tempfile.TemporaryDirectory() as tmp,
-        running_server(Path(tmp) / "bench.db", src=src) as url,
+        fresh_store(db, Path(tmp), "bench") as store,
+        running_server(store, src=src, home=Path(tmp)) as url,
     ):
         import httpx
 

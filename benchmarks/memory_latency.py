@@ -1,6 +1,9 @@
 """Memory latency and throughput through the HTTP API of a real ``tether serve``.
 
-For each size (default 10k and 100k memories) on a fresh database:
+For each size (default 10k and 100k memories) on a fresh store (``--db``: ``sqlite``, the
+default, or a PostgreSQL server URL, on which a database is created per size and dropped
+afterwards; several, comma-separated, run one after another per size and the table gives
+each one's server latency ratio to the first):
 
 1. **Embedder ceiling** (once, before any server starts, so nothing competes): the
    default embedder (all-MiniLM-L6-v2 int8 ONNX, one intra-op thread, as the server runs
@@ -21,10 +24,11 @@ For each size (default 10k and 100k memories) on a fresh database:
    until ``index_backlog`` is 0: the remember rate of a store that already holds the
    size (for 100k, whose bulk was imported, the only live-embedder rate), beside the
    ceiling.
-5. **Stages**: with the server stopped, the same database is opened in this process and
-   each stage of a recall is timed on its own (query embedding, keyword candidates, vector
-   search per scope, ``rows_passing``, ranking and rendering), then ``Recall.search`` end
-   to end; with an HNSW graph, its recall@50 against exact search too.
+5. **Stages**: with the server stopped, the same database is opened in this process (the
+   same backend), its indexes loaded from the store's snapshot, and each stage of a recall
+   is timed on its own (query embedding, keyword candidates, vector search per scope,
+   ``ranking_rows``, ranking and the results' records), then ``Recall.search`` end to
+   end; with an HNSW graph, its recall@50 against exact search too.
 
 **Embeddings.** Sizes up to 20k (``--cached auto``) run the server's own default embedder:
 their remember rate is the real pipeline against the ceiling. Larger sizes would spend most
@@ -64,6 +68,7 @@ Usage::
 
     .venv/bin/python benchmarks/memory_latency.py [--sizes 10000,100000] [--cached auto]
     .venv/bin/python benchmarks/memory_latency.py --sizes 100000 --against /tmp/base/src
+    .venv/bin/python benchmarks/memory_latency.py --db sqlite,postgresql://...
 """
 
 from __future__ import annotations
@@ -77,13 +82,20 @@ import shutil
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from _server import running_server
+from _server import (
+    DB_HELP,
+    fresh_database,
+    fresh_store,
+    is_postgres,
+    postgres_server,
+    running_server,
+    store_label,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev.json"
 # The server's default Settings.hnsw_threshold: a namespace above it gets a graph.
@@ -257,18 +269,26 @@ def run(
     hnsw_wait_s: float,
     top_up: int = 0,
     stages: bool = True,
+    store: str = "sqlite",
 ) -> dict[str, Any]:
+    """One size on a fresh store (``store``: ``sqlite`` or a PostgreSQL server URL, on
+    which a database is created for the run and dropped after the stages)."""
     items = items_for(texts, size)
     namespaces = sorted({i["namespace"] for i in items})
-    out: dict[str, Any] = {"size": size, "namespaces": len(namespaces), "cached": cached}
+    out: dict[str, Any] = {
+        "size": size,
+        "namespaces": len(namespaces),
+        "cached": cached,
+        "store": store_label(store),
+    }
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        db = Path(tmp) / "latency.db"
+        db = stack.enter_context(fresh_store(store, Path(tmp), "latency"))
         with contextlib.ExitStack() as serving:
             bodies: list[bytes] = []
             if cached:
                 bodies = import_bodies(items, texts[: min(size, len(texts))])
-            url = serving.enter_context(running_server(db, {}))
+            url = serving.enter_context(running_server(db, {}, home=Path(tmp)))
             http = serving.enter_context(httpx.Client(base_url=url, timeout=300))
             t0 = time.perf_counter()
             for body in bodies:  # cached: the import API, each line carrying its vector
@@ -330,21 +350,26 @@ def compare_recall(
     *,
     cached: bool,
     hnsw_wait_s: float,
+    store: str = "sqlite",
 ) -> None:
     """Recall latency of this tree beside another checkout's server, on the same data.
 
     Prints one table row per (scope, server): server-side p50 / p95 / p99 ms and this
-    tree's p95 over the other's.
+    tree's p95 over the other's. ``store``: ``sqlite`` (the file is copied) or a
+    PostgreSQL server URL (the database is copied with ``CREATE DATABASE ... TEMPLATE``).
     """
     items = items_for(texts, size)
     namespaces = sorted({i["namespace"] for i in items})
-    with tempfile.TemporaryDirectory() as tmp:
-        base_db, ours_db = Path(tmp) / "base" / "latency.db", Path(tmp) / "ours" / "latency.db"
-        base_db.parent.mkdir()
-        ours_db.parent.mkdir()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as databases:
+        (Path(tmp) / "base").mkdir()
+        (Path(tmp) / "ours").mkdir()
+        base_db: Path | str = Path(tmp) / "base" / "latency.db"
+        ours_db: Path | str = Path(tmp) / "ours" / "latency.db"
+        if is_postgres(store):
+            base_db = databases.enter_context(fresh_database(store))
         bodies = import_bodies(items, texts[: min(size, len(texts))]) if cached else []
         with (
-            running_server(base_db, {}, src=against) as url,
+            running_server(base_db, {}, src=against, home=Path(tmp) / "base") as url,
             httpx.Client(base_url=url, timeout=300) as http,
         ):
             for body in bodies:
@@ -354,12 +379,18 @@ def compare_recall(
                 batch = {"items": items[start : start + 1000]}
                 http.post("/v1/memories/batch", json=batch).raise_for_status()
             _wait_ready(http, size, texts, hnsw_wait_s)
-        # Stopped cleanly: the WAL is checkpointed into the file, which is now complete.
-        shutil.copyfile(base_db, ours_db)
+        if isinstance(base_db, str):  # PostgreSQL: the server stopped, nobody is connected
+            name = base_db.split("?")[0].rsplit("/", 1)[1]
+            ours_db = databases.enter_context(fresh_database(store, template=name))
+        else:  # Stopped cleanly: the WAL is checkpointed into the file, which is now complete.
+            shutil.copyfile(base_db, ours_db)
         with contextlib.ExitStack() as stack:
             clients = {}
-            for label, db, src in (("against", base_db, against), ("this tree", ours_db, None)):
-                url = stack.enter_context(running_server(db, {}, src=src))
+            for label, db, src, home in (
+                ("against", base_db, against, "base"),
+                ("this tree", ours_db, None, "ours"),
+            ):
+                url = stack.enter_context(running_server(db, {}, src=src, home=Path(tmp) / home))
                 clients[label] = stack.enter_context(httpx.Client(base_url=url, timeout=300))
             for http in clients.values():
                 _wait_ready(http, size, texts, hnsw_wait_s)
@@ -390,33 +421,47 @@ def compare_recall(
 
 
 async def stage_breakdown(
-    db: Path, model: str, namespaces: list[str], queries: list[str]
+    db: Path | str, model: str, namespaces: list[str], queries: list[str]
 ) -> dict[str, dict[str, float]]:
-    """Per-stage ms (p50, p95) of recall, in this process, on the benchmark's database.
+    """Per-stage ms (p50, p95) of recall, in this process, on the benchmark's database
+    (``db``: the SQLite file or the PostgreSQL database URL the server used).
 
     The same functions as ``Recall.search``, timed one after another (in a request the
     query embedding overlaps the keyword query), then ``Recall.search`` itself end to end.
-    The query embedder is the in-process ONNX model under the stored vectors' model name.
+    The query embedder is the in-process ONNX model under the stored vectors' model name;
+    the indexes are loaded from the store's snapshot, as a starting server loads them.
     """
+    from tether.domain.memories import SearchIn
+    from tether.domain.text import query_stems
     from tether.domain.time import now_ms
-    from tether.memory.analyzer import query_stems
     from tether.memory.embedders import OnnxMiniLMEmbedder
+    from tether.memory.follower import IndexFollower
+    from tether.memory.postings import KeywordIndex
     from tether.memory.ranking import RankingParams
     from tether.memory.recall import Recall, search_filter
-    from tether.domain.memories import SearchIn
     from tether.memory.vectors import VectorIndex
-    from tether.services.memory import MemoryService
-    from tether.store import sql_recall as qr
-    from tether.store.sqlite import SQLiteStore
+    from tether.store.base import Store
 
-    store = SQLiteStore(db)
+    store: Store
+    if isinstance(db, str) and is_postgres(db):
+        from tether.store.postgres import PostgresStore
+
+        store = PostgresStore(db)
+    else:
+        from tether.store.sqlite import SQLiteStore
+
+        store = SQLiteStore(Path(db))
     await store.start()
     embedder = OnnxMiniLMEmbedder()
     embedder.name = model  # the stored vectors' name (the same ONNX model either way)
     embedder.embed(["warm up"])
     index = VectorIndex(hnsw_threshold=_HNSW_THRESHOLD)
-    recall = Recall(store, embedder, index, params=RankingParams())
-    await MemoryService(store, embedder, index, recall).load_index()
+    keywords = KeywordIndex()
+    follower = IndexFollower(store, keywords, index, model=model)
+    await follower.load()
+    recall = Recall(
+        store, embedder, index, params=RankingParams(), keywords=keywords, follower=follower
+    )
     deadline = time.monotonic() + 900
     tenant = next(iter(index._collections))[0]
     graphs = index._collections[(tenant, model)].graphs  # namespaces above the threshold
@@ -432,9 +477,6 @@ async def stage_breakdown(
         times.setdefault(name, []).append((now - t) * 1000)
         return now
 
-    from tether.memory.ranking import MemoryFeatures, rank
-    from tether.store.sql_memory import memory_dict
-
     depth = RankingParams().candidate_depth
     for scope, selection in (("1 ns", namespaces[:1]), (f"{len(namespaces)} ns", namespaces)):
         for q in queries:
@@ -444,12 +486,8 @@ async def stage_breakdown(
             t = time.perf_counter()
             vec = embedder.embed([q])[0]
             t = lap("query embedding (1 thread)", t)
-            kw, rows = await store.read(
-                lambda c, f=f, q=q, now=now: recall._keyword_candidates(
-                    c, tenant, f, query_stems(q), depth, now
-                )
-            )
-            t = lap("keyword candidates (BM25 postings + their rows)", t)
+            kw, rows = await recall._keyword_candidates(tenant, f, query_stems(q), depth, now)
+            t = lap("keyword candidates (BM25 postings + their ranking rows)", t)
             hits = index.search(tenant, model, vec, depth + 8, namespaces=body.namespaces)
             t = lap(f"vector search, {scope}", t)
             if index.uses_hnsw(tenant, model):  # the graph's recall against exact search
@@ -461,38 +499,16 @@ async def stage_breakdown(
                 overlap.setdefault(scope, []).append(len(got & {pk for pk, _ in exact}) / depth)
                 t = time.perf_counter()
             missing = [pk for pk, _ in hits if pk not in rows]
-            rows.update(
-                await store.read(
-                    lambda c, f=f, missing=missing, now=now: qr.rows_passing(
-                        c, tenant, f, missing, now=now
-                    )
-                )
-            )
-            t = lap("rows_passing (ranking columns of vector hits not already read)", t)
-            features = {
-                str(pk): MemoryFeatures.from_ms(
-                    row["created_at"],
-                    row["occurred_at"],
-                    row["last_accessed_at"],
-                    row["importance"],
-                )
-                for pk, row in rows.items()
-            }
-            ranked = rank(
-                [(str(pk), s) for pk, s in kw],
-                [(str(pk), s) for pk, s in hits],
-                features,
-                now=datetime.now(UTC),
-                limit=body.limit,
-            )
-            top = [int(r.memory_id) for r in ranked]
-            full = await store.read(lambda c, top=top: qr.rows_by_pk(c, tenant, top))
-            [memory_dict(full[pk]) for pk in top if pk in full]
-            t = lap("rank + full rows of the results + render", t)
+            rows.update(await store.ranking_rows(tenant, f, missing, now=now))
+            t = lap("ranking_rows (ranking columns of vector hits not already read)", t)
+            passing = [(pk, s) for pk, s in hits if pk in rows][:depth]
+            await recall._rank(tenant, body.limit, kw, passing, rows, now)
+            t = lap("rank + records of the results", t)
             recall.queries._cache.clear()  # embed again, as the distinct questions would
             t = time.perf_counter()
             await recall.search(tenant, body, now=now)
             lap(f"Recall.search end to end, {scope}", t)
+    index.close()
     await store.close()
     out = {
         name: {"p50": pct(values, 0.5), "p95": pct(values, 0.95)} for name, values in times.items()
@@ -526,21 +542,37 @@ def main() -> None:
         type=Path,
         help="compare recall latency with the server of another checkout's src/ (see above)",
     )
+    parser.add_argument(
+        "--db",
+        default="sqlite",
+        help=DB_HELP + "; several, comma-separated, run one after another per size, and the "
+        "table gives each one's latency ratio to the first",
+    )
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        stores = [stack.enter_context(postgres_server(db)) for db in args.db.split(",")]
+        _main(args, stores)
+
+
+def _main(args: argparse.Namespace, stores: list[str]) -> None:
     texts, questions = corpus(args.data)
     questions = list(dict.fromkeys(questions))
     if args.against is not None:
         for size in (int(s) for s in args.sizes.split(",")):
             cached = args.cached == "always" or (args.cached == "auto" and size > _EMBED_LIVE_MAX)
-            compare_recall(
-                size,
-                texts,
-                questions,
-                args.against.resolve(),
-                cached=cached,
-                hnsw_wait_s=args.hnsw_wait,
-            )
+            for store in stores:
+                print(f"\nstore: {store_label(store)}")
+                compare_recall(
+                    size,
+                    texts,
+                    questions,
+                    args.against.resolve(),
+                    cached=cached,
+                    hnsw_wait_s=args.hnsw_wait,
+                    store=store,
+                )
         return
+    print(f"store: {', '.join(store_label(s) for s in stores)}")
     print(f"corpus: {len(texts)} distinct real texts, {len(questions)} distinct questions")
     ceiling, chunk = embedder_ceiling(texts, args.sample)
     print(
@@ -552,26 +584,33 @@ def main() -> None:
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         cached = args.cached == "always" or (args.cached == "auto" and size > _EMBED_LIVE_MAX)
-        r = run(
-            size,
-            texts,
-            questions,
-            cached=cached,
-            hnsw_wait_s=args.hnsw_wait,
-            top_up=args.top_up,
-        )
-        rows.append(r)
-        print(json.dumps(r), flush=True)
+        for store in stores:
+            r = run(
+                size,
+                texts,
+                questions,
+                cached=cached,
+                hnsw_wait_s=args.hnsw_wait,
+                top_up=args.top_up,
+                store=store,
+            )
+            rows.append(r)
+            print(json.dumps(r), flush=True)
     speed_after = box_speed(questions)
     print(
         "\nbox speed (one question embedded alone, one thread; ms p50 / p95): "
         f"before {speed_before['p50']:.1f} / {speed_before['p95']:.1f}, "
         f"after {speed_after['p50']:.1f} / {speed_after['p95']:.1f}"
     )
+    several = len(stores) > 1
+    first = {(r["size"], r["store"]): r for r in rows}
     print(
         "\n| memories | embeddings | vector search | namespaces searched "
         "| recall p50 / p95 / p99 ms (server) | (client) | ack/s | remembered and embedded/s "
-        "| % of embedder |\n|---|---|---|---|---|---|---|---|---|"
+        "| % of embedder |"
+        + (f" store | server p50 / p95 vs {store_label(stores[0])} |" if several else "")
+        + "\n|---|---|---|---|---|---|---|---|---|"
+        + ("---|---|" if several else "")
     )
     for r in rows:
         source = "imported with cached real vectors" if r["cached"] else "in-server ONNX"
@@ -587,13 +626,16 @@ def main() -> None:
                 f"| {lat['server_p50']:.1f} / {lat['server_p95']:.1f} / {lat['server_p99']:.1f} "
                 f"| {lat['client_p50']:.1f} / {lat['client_p95']:.1f} / {lat['client_p99']:.1f} "
                 f"| {r['ack_per_s']:,.0f} | {r['remember_per_s']:,.0f} | {share} |"
+                + (_versus(r, first[(r["size"], store_label(stores[0]))], scope) if several else "")
             )
     print(f"\n{rows[0]['queries'] if rows else 0} distinct questions per scope")
     if any("top_up" in r for r in rows):
         print(
             "\nremember into a full store (new namespace, server's own embedder)\n\n"
-            "| store holds | remembered | remembered and embedded/s | % of embedder |\n"
-            "|---|---|---|---|"
+            "| store holds | remembered | remembered and embedded/s | % of embedder |"
+            + (" store |" if several else "")
+            + "\n|---|---|---|---|"
+            + ("---|" if several else "")
         )
         for r in rows:
             if "top_up" in r:
@@ -601,13 +643,23 @@ def main() -> None:
                 print(
                     f"| {r['size']:,} | {t['n']:,} | {t['per_s']:.1f} "
                     f"| {100 * t['per_s'] / ceiling:.0f} % |"
+                    + (f" {r['store']} |" if several else "")
                 )
     for r in rows:
         if "stages" in r:
-            print(f"\nstages at {r['size']:,} (in-process, sequential; ms p50 / p95)\n")
+            on = f", {r['store']}" if several else ""
+            print(f"\nstages at {r['size']:,}{on} (in-process, sequential; ms p50 / p95)\n")
             print("| stage | p50 | p95 |\n|---|---|---|")
             for name, v in r["stages"].items():
                 print(f"| {name} | {v['p50']:.2f} | {v['p95']:.2f} |")
+
+
+def _versus(r: dict[str, Any], base: dict[str, Any], scope: str) -> str:
+    """`` store | p50 / p95 ratio |`` cells: ``r``'s server latency over ``base``'s."""
+    mine, theirs = r[scope], base[scope]
+    p50 = mine["server_p50"] / theirs["server_p50"]
+    p95 = mine["server_p95"] / theirs["server_p95"]
+    return f" {r['store']} | {p50:.3f} / {p95:.3f} |"
 
 
 if __name__ == "__main__":

@@ -13,17 +13,24 @@ question sees the same store. A last row repeats the default with ``touch: true`
 production: each search resets the recency of what it returned (at most +15 %), so
 earlier questions nudge later ones.
 
+``--db`` picks the store under test (``sqlite``, the default, or a PostgreSQL server URL on
+which a fresh database is created and dropped afterwards); several, comma-separated, run
+one after another on the same data, and the first is the baseline: a last table gives
+each later store's R@5 and MRR difference and its server latency ratio to it
+(``--db sqlite,postgresql://...`` compares the two backends).
+
 Data: LoCoMo (Maharana et al., "Evaluating Very Long-Term Conversational Memory of LLM
 Agents", ACL 2024, arXiv 2402.17753), snap-research, CC BY-NC 4.0.
 
 Usage::
 
-    .venv/bin/python benchmarks/memory_recall.py [--data PATH]
+    .venv/bin/python benchmarks/memory_recall.py [--data PATH] [--db sqlite,postgresql://...]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import statistics
@@ -35,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from _server import running_server
+from _server import DB_HELP, fresh_store, postgres_server, running_server, store_label
 from ranking_offline import evidence_ids
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev.json"
@@ -116,32 +123,79 @@ def evaluate(
     return means, server_ms
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    args = parser.parse_args()
-    convs = load(args.data)
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure(db: str, convs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every ranking row on a fresh store ``db`` (``sqlite`` or a PostgreSQL server URL):
+    ``{row name: {"a": [R@1, R@5, R@10, MRR, n] (categories 1-4), "c": category 5,
+    "ms": server-side ms per question}}``; prints that store's table."""
+    out: dict[str, dict[str, Any]] = {}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        running_server(Path(tmp) / "recall.db") as url,
+        fresh_store(db, Path(tmp), "recall") as store,
+        running_server(store, home=Path(tmp)) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         t0 = time.perf_counter()
         ingest(http, convs)
         n = sum(len(c["items"]) for c in convs)
-        print(f"ingested and embedded {n} memories in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"\nstore: {store_label(db)}; ingested and embedded {n} memories in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
         print(
             "\n| ranking (via HTTP) | n | R@1 | R@5 | R@10 | MRR | cat 5 R@5 | cat 5 MRR "
-            "| server p50 ms |\n|---|---|---|---|---|---|---|---|---|"
+            "| server p50 ms | p95 ms |\n|---|---|---|---|---|---|---|---|---|---|"
         )
         runs = [(name, mode, False) for name, mode in MODES]
         runs.append(("default, touch=true (access resets recency)", "hybrid", True))
         for name, mode, touch in runs:
             res, ms = evaluate(http, convs, mode, touch)
             a, c = res["1-4"], res["5"]
+            out[name] = {"a": a, "c": c, "ms": ms}
             print(
                 f"| {name} | {int(a[4])} | {a[0]:.3f} | {a[1]:.3f} | {a[2]:.3f} | {a[3]:.3f} "
-                f"| {c[1]:.3f} | {c[3]:.3f} | {statistics.median(ms):.1f} |"
+                f"| {c[1]:.3f} | {c[3]:.3f} | {statistics.median(ms):.1f} "
+                f"| {pct(ms, 0.95):.1f} |",
+                flush=True,
+            )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--db",
+        default="sqlite",
+        help=DB_HELP + "; several, comma-separated: the first is the baseline of the last table",
+    )
+    args = parser.parse_args()
+    convs = load(args.data)
+    results: list[tuple[str, dict[str, dict[str, Any]]]] = []
+    with contextlib.ExitStack() as stack:
+        for option in args.db.split(","):
+            db = stack.enter_context(postgres_server(option))
+            results.append((store_label(db), measure(db, convs)))
+    if len(results) < 2:
+        return
+    base_label, base = results[0]
+    print(
+        f"\nagainst {base_label} (categories 1-4; server-side latency, median / p95 ratio)\n\n"
+        "| store | ranking | R@5 | R@5 - base | MRR - base | server p50 / p95 ms "
+        "| p50 ratio | p95 ratio |\n|---|---|---|---|---|---|---|---|"
+    )
+    for label, rows in results:
+        for name, r in rows.items():
+            b = base[name]
+            p50, p95 = statistics.median(r["ms"]), pct(r["ms"], 0.95)
+            print(
+                f"| {label} | {name} | {r['a'][1]:.3f} | {r['a'][1] - b['a'][1]:+.3f} "
+                f"| {r['a'][3] - b['a'][3]:+.3f} | {p50:.1f} / {p95:.1f} "
+                f"| {p50 / statistics.median(b['ms']):.3f} | {p95 / pct(b['ms'], 0.95):.3f} |"
             )
 
 

@@ -1,8 +1,9 @@
 """Offline recall benchmark of Tether's hybrid ranking on LoCoMo (no server).
 
 Runs the retrieval protocol of ``shared/data/README.md`` in-process: one SQLite in-memory
-FTS5 index (Tether's keyword index before its BM25 postings, ``_fts.py``) and one numpy matrix of
-all-MiniLM-L6-v2 vectors per conversation, queried with ``build_match_query`` and ranked with the production ``tether.memory.ranking.rank``.
+FTS5 index (Tether's keyword index before its BM25 postings, ``_fts.py``) and one numpy
+matrix of all-MiniLM-L6-v2 vectors per conversation, queried with ``build_match_query``
+and ranked with the production ``tether.memory.ranking.rank``.
 
 Data: LoCoMo (Maharana et al., "Evaluating Very Long-Term Conversational Memory of LLM
 Agents", ACL 2024, arXiv 2402.17753), snap-research, CC BY-NC 4.0.
@@ -33,8 +34,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tether.memory.embedders import Embedder, OnnxMiniLMEmbedder
 from _fts import FTS_TABLE_DDL, build_match_query
+from tether.memory.embedders import Embedder, OnnxMiniLMEmbedder
 from tether.memory.ranking import DEFAULT_PARAMS, MemoryFeatures, RankingParams, rank
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev.json"

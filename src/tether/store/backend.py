@@ -40,6 +40,7 @@ from tether.domain.records import (
     Stats,
 )
 from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
+from tether.errors import NotFound
 from tether.store.base import EmbeddedJob, IndexRow, Job, RankingRow, Store
 from tether.store.prepared import group_batch, prepare_events
 from tether.store.shared import events as es
@@ -223,16 +224,20 @@ class BackendStore(Store):
         )
 
         def job(conn: Any) -> AppendResult:
-            pk = ss.get_pk(self.sql.sessions, conn, tenant_id, session_id)
-            result: AppendResult = es.append_events(
+            found = self.sql.events.lock_session(conn, tenant_id, session_id)
+            if found is None:
+                raise NotFound(
+                    f"session {session_id!r} not found", details={"session_id": session_id}
+                )
+            return es.append_events(
                 self.sql.events,
                 conn,
-                session_pk=pk,
+                session_pk=found[0],
                 session_id=session_id,
                 prepared=prepared,
                 now=now,
+                count=found[1],
             )
-            return result
 
         return await self.write(job)
 

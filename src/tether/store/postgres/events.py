@@ -14,8 +14,10 @@ import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import psycopg.errors
+
 from tether.store.postgres.engine import Conn, one
-from tether.store.prepared import COLUMNS, KEY, Totals
+from tether.store.prepared import COLUMNS, KEY, SEQ, SESSION_PK, Totals
 from tether.store.rows import Row
 
 # Up to this many rows go in as one multi-row ``INSERT ... VALUES``; more go through
@@ -66,22 +68,65 @@ def lock_event_count(conn: Conn, session_pk: int) -> int:
     return int(count)
 
 
+def lock_session(conn: Conn, tenant_id: str, session_id: str) -> tuple[int, int] | None:
+    """``(pk, event_count)`` of the session, its row locked to the commit."""
+    row = conn.execute(
+        "SELECT pk, event_count FROM sessions WHERE tenant_id = %s AND id = %s FOR UPDATE",
+        (tenant_id, session_id),
+    ).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+# The upsert target is the events_idempotency partial unique index: a row whose key is
+# stored for its session already is skipped; any other conflict still fails.
+_SKIP_STORED_KEYS = (
+    " ON CONFLICT (session_pk, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
+
+
 def insert_fresh(conn: Conn, rows: Sequence[list[Any]], columns: tuple[int, ...]) -> bool:
-    """Rows without idempotency keys go straight in; rows with keys go through the
-    caller's key lookup (``False``), since ``COPY`` cannot skip a stored key."""
-    if any(row[KEY] is not None for row in rows):
+    """Insert numbered rows if none of their keys is stored for the session.
+
+    A few rows go in as one ``INSERT ... ON CONFLICT DO NOTHING``: if it skipped none (new
+    events, the usual case) that was the whole append, with no key lookup; if it skipped
+    some (a retry) this call's rows are deleted again and ``False`` returned. More rows go
+    through ``COPY`` (rows formatted in C), which cannot skip a key: inside a savepoint
+    when they carry keys, so a stored key (``UniqueViolation``) rolls back just the COPY.
+    Looking the keys up first instead took 41% of the writer thread and, with a plan
+    cached while the table was empty, scanned the session's events per append (measured
+    with py-spy and ``EXPLAIN EXECUTE``; 22,000 -> 31,000 events/s batched).
+    """
+    if len(rows) <= _MAX_VALUES_ROWS:
+        values = operator.itemgetter(*columns)
+        params = list(itertools.chain.from_iterable(map(values, rows)))
+        sql = _values_sql(len(rows), columns) + _SKIP_STORED_KEYS
+        if conn.execute(sql, params).rowcount == len(rows):
+            return True
+        conn.execute(
+            "DELETE FROM events WHERE session_pk = %s AND seq >= %s AND seq <= %s",
+            (rows[0][SESSION_PK], rows[0][SEQ], rows[-1][SEQ]),
+        )
         return False
-    insert_rows(conn, rows, columns)
+    if not any(row[KEY] is not None for row in rows):
+        insert_rows(conn, rows, columns)
+        return True
+    try:
+        with conn.transaction():  # a savepoint: a stored key undoes the COPY alone
+            insert_rows(conn, rows, columns)
+    except psycopg.errors.UniqueViolation:
+        return False
     return True
 
 
 def known_keys(conn: Conn, session_pk: int, keys: list[str]) -> dict[str, int]:
+    """Stored keys among ``keys``: one probe of the unique key index per key (the join
+    from the key list keeps that plan whatever the table's statistics say)."""
     return {
         key: seq
         for key, seq in conn.execute(
-            "SELECT idempotency_key, seq FROM events WHERE session_pk = %s "
-            "AND idempotency_key = ANY(%s::text[])",
-            (session_pk, keys),
+            "SELECT e.idempotency_key, e.seq FROM unnest(%s::text[]) AS k(key) "
+            "JOIN events e ON e.session_pk = %s AND e.idempotency_key = k.key",
+            (keys, session_pk),
         )
     }
 

@@ -24,6 +24,10 @@ class EventSql(Protocol):
         """The session's ``event_count``, with the session row held for update to the
         commit (so appends to one session through any replica number one after another)."""
 
+    def lock_session(self, conn: Any, tenant_id: str, session_id: str) -> tuple[int, int] | None:
+        """``(pk, event_count)`` of the session, its row held as by
+        :meth:`lock_event_count` (one statement where an append knows only the id)."""
+
     def insert_fresh(self, conn: Any, rows: Sequence[list[Any]], columns: tuple[int, ...]) -> bool:
         """Insert numbered rows whose keys are distinct within the call, if none of their
         keys is stored yet for the session: ``True``. Otherwise insert nothing: ``False``
@@ -60,8 +64,12 @@ def append_events(
     session_id: str,
     prepared: PreparedEvents,
     now: int,
+    count: int | None = None,
 ) -> AppendResult:
     """Append prepared events to one session in order; returns their seqs.
+
+    ``count``: the session's ``event_count`` when the caller has read it with the row
+    locked (:meth:`EventSql.lock_session`); otherwise it is read here.
 
     The next seq comes from the session's ``event_count``, read with the row locked inside
     the writer's transaction, so seqs are gapless (1..N) and a rolled-back job leaves no
@@ -70,7 +78,8 @@ def append_events(
     key is stored yet (new events): the backend's ``insert_fresh`` takes them without a key
     lookup; a retry falls back to looking the keys up and numbering the new ones only.
     """
-    count = q.lock_event_count(conn, session_pk)
+    if count is None:
+        count = q.lock_event_count(conn, session_pk)
     rows = prepared.rows
     if prepared.distinct_keys:
         for seq, row in enumerate(rows, count + 1):

@@ -438,8 +438,8 @@ def ingest_batch(
     seqs = [0] * len(batch.events)
     duplicates = 0
     for session_id, (idxs, prepared) in groups.items():
-        pk = q.pk_of(conn, tenant_id, session_id)
-        if pk is None:
+        found = qe.lock_session(conn, tenant_id, session_id)
+        if found is None:
             made = create_session(  # not strict: another replica may have just made it
                 q,
                 qe,
@@ -452,9 +452,11 @@ def ingest_batch(
             )
             if made.created:
                 created.append(session_id)
-            pk = get_pk(q, conn, tenant_id, session_id)
+            found = qe.lock_session(conn, tenant_id, session_id)
+            assert found is not None
+        pk, count = found
         res = append_events(
-            qe, conn, session_pk=pk, session_id=session_id, prepared=prepared, now=now
+            qe, conn, session_pk=pk, session_id=session_id, prepared=prepared, now=now, count=count
         )
         duplicates += res.duplicates
         for i, seq in zip(idxs, res.seqs, strict=True):

@@ -84,6 +84,15 @@ def lock_event_count(conn: sqlite3.Connection, session_pk: int) -> int:
     return int(count)
 
 
+def lock_session(
+    conn: sqlite3.Connection, tenant_id: str, session_id: str
+) -> tuple[int, int] | None:
+    row = conn.execute(
+        "SELECT pk, event_count FROM sessions WHERE tenant_id=? AND id=?", (tenant_id, session_id)
+    ).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
 def insert_fresh(
     conn: sqlite3.Connection, rows: Sequence[list[Any]], columns: tuple[int, ...]
 ) -> bool:
