@@ -1,5 +1,6 @@
 -- wrk script for benchmarks/ingest.py: POST events with unique idempotency keys.
--- args: <batch size> <session id prefix>. Prints one JSON line from done().
+-- args: <batch size> <session id prefix> [<Authorization header value>].
+-- Prints one JSON line from done().
 local threads = {}
 
 function setup(thread)
@@ -11,6 +12,8 @@ function init(args)
   batch = tonumber(args[1])
   path = "/v1/sessions/" .. args[2] .. "-" .. tid .. "/events"
   counter = 0
+  headers = {["Content-Type"] = "application/json"}
+  if args[3] then headers["Authorization"] = args[3] end
 end
 
 local fmt = '{"kind":"tool","name":"search","status":"ok","duration_ms":12.5,' ..
@@ -25,7 +28,7 @@ request = function()
   end
   local body
   if batch == 1 then body = parts[1] else body = '{"events":[' .. table.concat(parts, ",") .. ']}' end
-  return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", path, headers, body)
 end
 
 done = function(summary, latency, requests)

@@ -21,6 +21,11 @@ store's ceiling, and with ``--against OTHER/src`` the same for another checkout'
 measured alternately in the same run, with this tree's ratio to it. ``--db`` takes several
 stores, comma-separated: each round measures each of them in turn (``--rounds 3 --db
 sqlite,postgresql://...`` interleaves the two backends), one table per store.
+
+``--auth`` measures the cost of authentication: the same tree twice per round, in local
+mode (no key) and with ``TETHER_REQUIRE_AUTH=true`` and a write key on every request (its
+rate limit set high enough never to refuse, so the token-bucket check still runs), with
+the keyed server's ratio to local mode.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import sqlite3
 import statistics
@@ -73,7 +79,9 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _client(url: str, mode: str, total_events: int, concurrency: int) -> dict[str, Any]:
+async def _client(
+    url: str, mode: str, total_events: int, concurrency: int, key: str | None
+) -> dict[str, Any]:
     import aiohttp
 
     batch = 100 if mode == "batched" else 1
@@ -81,7 +89,8 @@ async def _client(url: str, mode: str, total_events: int, concurrency: int) -> d
     sessions = [f"bench-{mode}-{i}" for i in range(concurrency)]
     latencies: list[float] = []
     conn = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(url, connector=conn) as http:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with aiohttp.ClientSession(url, connector=conn, headers=headers) as http:
         counter = iter(range(requests))
 
         async def worker(w: int) -> None:
@@ -218,8 +227,9 @@ def _ceiling_postgres(events: list[Any], url: str) -> tuple[list[float], float]:
     return latencies, elapsed
 
 
-def _wrk(url: str, mode: str, seconds: int, connections: int) -> dict[str, Any]:
+def _wrk(url: str, mode: str, seconds: int, connections: int, key: str | None) -> dict[str, Any]:
     batch = 100 if mode == "batched" else 1
+    auth = [f"Bearer {key}"] if key else []
     out = subprocess.run(
         [
             "wrk",
@@ -234,6 +244,7 @@ def _wrk(url: str, mode: str, seconds: int, connections: int) -> dict[str, Any]:
             "--",
             str(batch),
             f"bench-{mode}",
+            *auth,
         ],
         check=True,
         capture_output=True,
@@ -255,10 +266,11 @@ def _wrk(url: str, mode: str, seconds: int, connections: int) -> dict[str, Any]:
     }
 
 
-def _stored_events(url: str) -> int:
+def _stored_events(url: str, headers: dict[str, str]) -> int:
     import httpx
 
-    total: int = httpx.get(f"{url}/v1/stats", timeout=30).json()["data"]["events"]["total"]
+    stats = httpx.get(f"{url}/v1/stats", timeout=30, headers=headers).json()
+    total: int = stats["data"]["events"]["total"]
     return total
 
 
@@ -277,6 +289,13 @@ def main() -> None:
     )
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds (medians shown)")
     ap.add_argument(
+        "--auth",
+        action="store_true",
+        help="measure this tree in local mode and with an API key, alternately, and print "
+        "the keyed server's ratio to local mode",
+    )
+    ap.add_argument("--key", help=argparse.SUPPRESS)  # internal: the client's API key
+    ap.add_argument(
         "--db",
         default="sqlite",
         help=DB_HELP + "; several, comma-separated (e.g. sqlite,postgresql://...), are "
@@ -287,7 +306,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.client:
         total = args.batched_events if args.mode == "batched" else args.single_events
-        print(json.dumps(asyncio.run(_client(args.client, args.mode, total, args.concurrency))))
+        result = _client(args.client, args.mode, total, args.concurrency, args.key)
+        print(json.dumps(asyncio.run(result)))
         return
 
     use_wrk = shutil.which("wrk") is not None and not args.python_client
@@ -301,17 +321,19 @@ def _measure(args: argparse.Namespace, dbs: list[str], use_wrk: bool) -> None:
     on a fresh store of it; then one table per store, medians over the rounds."""
     # Servers to measure, alternating per round so a box that speeds up or slows down
     # during the run affects both alike: this tree, and optionally another checkout.
-    servers: list[tuple[str, Path | None]] = [("this tree", None)]
-    if args.against is not None:
-        servers.insert(0, (f"against {args.against}", args.against.resolve()))
+    servers: list[tuple[str, Path | None, bool]] = [("this tree", None, False)]
+    if args.auth:
+        servers = [("local mode", None, False), ("with a key", None, True)]
+    elif args.against is not None:
+        servers.insert(0, (f"against {args.against}", args.against.resolve(), False))
     ceilings: dict[str, list[dict[str, Any]]] = {}
     runs: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {}
     cpu_before = cpu_times()
     for _ in range(args.rounds):
         for db in dbs:
             ceilings.setdefault(db, []).append(_ceiling(args.batched_events, db))
-            for label, src in servers:
-                for r in _serve_and_measure(args, db, src, use_wrk):
+            for label, src, auth in servers:
+                for r in _serve_and_measure(args, db, src, use_wrk, auth):
                     runs.setdefault(db, {}).setdefault((label, r["mode"]), []).append(r)
     print(f"hypervisor steal during the run: {steal_share(cpu_before, cpu_times()):.1%}")
     for db in dbs:
@@ -322,7 +344,7 @@ def _table(
     db: str,
     ceilings: list[dict[str, Any]],
     runs: dict[tuple[str, str], list[dict[str, Any]]],
-    servers: list[tuple[str, Path | None]],
+    servers: list[tuple[str, Path | None, bool]],
 ) -> None:
     """One store's table: medians over the rounds, each rate's ratio to the ceiling."""
 
@@ -333,7 +355,7 @@ def _table(
     print(f"\nstore: {store_label(db)} ({len(ceilings)} round(s), medians)")
     print(
         f"{'server':<26} {'mode':<46} {'events/s':>10} {'req/s':>9} {'p50 ms':>8} "
-        f"{'p95 ms':>8} {'vs ceiling':>10} {'vs against':>10}"
+        f"{'p95 ms':>8} {'vs ceiling':>10} {'vs ' + servers[0][0]:>14}"
     )
     print(
         f"{'(in-process)':<26} {ceilings[0]['mode']:<46} {ceiling:>10.0f} "
@@ -343,11 +365,11 @@ def _table(
     for (label, mode), rs in runs.items():
         rate = med(rs, "events_per_s")
         base = runs.get((servers[0][0], mode)) if len(servers) > 1 else None
-        versus = f"{rate / med(base, 'events_per_s'):>10.3f}" if base else ""
+        versus = f"{rate / med(base, 'events_per_s'):>14.3f}" if base else ""
         print(
             f"{label:<26} {mode:<46} {rate:>10.0f} {med(rs, 'req_per_s'):>9.0f} "
             f"{med(rs, 'p50_ms'):>8.2f} {med(rs, 'p95_ms'):>8.2f} "
-            f"{rate / ceiling:>10.3f} {versus:>10}"
+            f"{rate / ceiling:>10.3f} {versus:>14}"
         )
     if len(ceilings) > 1:
         rounds = [("ceiling", ceilings)] + [(f"{lb}, {m}", rs) for (lb, m), rs in runs.items()]
@@ -355,26 +377,46 @@ def _table(
             print(f"  per round, {name}: " + " / ".join(f"{r['events_per_s']:.0f}" for r in rs))
 
 
+def _create_key(store: Path | str, home: Path) -> str:
+    """A write key made with ``tether keys create`` on ``store``."""
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "tether", "keys", "create", "--db", str(store)),
+            *("--tenant", "default", "--scope", "write", "--json"),
+        ],
+        env={**os.environ, "TETHER_HOME": str(home)},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    secret: str = json.loads(out.stdout)["secret"]
+    return secret
+
+
 def _serve_and_measure(
-    args: argparse.Namespace, db: str, src: Path | None, use_wrk: bool
+    args: argparse.Namespace, db: str, src: Path | None, use_wrk: bool, auth: bool
 ) -> list[dict[str, Any]]:
-    """Both modes against one fresh server (of ``src``, else this tree); stored counts
-    are checked against what the client saw acknowledged."""
+    """Both modes against one fresh server (of ``src``, else this tree; with ``auth``,
+    requiring a key and sending one); stored counts are checked against what the client
+    saw acknowledged."""
     results = []
+    env = {"TETHER_REQUIRE_AUTH": "true", "TETHER_RATE_LIMIT_WRITE": "1000000"} if auth else {}
     with (
         tempfile.TemporaryDirectory() as tmp,
         fresh_store(db, Path(tmp), "bench") as store,
-        running_server(store, src=src, home=Path(tmp)) as url,
+        running_server(store, env=env, src=src, home=Path(tmp)) as url,
     ):
         import httpx
 
+        key = _create_key(store, Path(tmp)) if auth else None
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         for mode in ("batched", "single"):
             for i in range(1, args.concurrency + 1):  # wrk uses <prefix>-1; aiohttp -0..n-1
                 for sid in (f"bench-{mode}-{i}", f"bench-{mode}-{i - 1}"):
-                    httpx.post(f"{url}/v1/sessions", json={"id": sid}, timeout=30)
-            before = _stored_events(url)
+                    httpx.post(f"{url}/v1/sessions", json={"id": sid}, timeout=30, headers=headers)
+            before = _stored_events(url, headers)
             if use_wrk:
-                r = _wrk(url, mode, args.seconds, args.concurrency)
+                r = _wrk(url, mode, args.seconds, args.concurrency, key)
             else:
                 out = subprocess.run(
                     [
@@ -390,6 +432,7 @@ def _serve_and_measure(
                         str(args.single_events),
                         "--concurrency",
                         str(args.concurrency),
+                        *(["--key", key] if key else []),
                     ],
                     check=True,
                     capture_output=True,
@@ -397,7 +440,7 @@ def _serve_and_measure(
                 )
                 r = json.loads(out.stdout)
                 r["mode"] = f"{mode} (aiohttp, {args.concurrency} conns)"
-            stored = _stored_events(url) - before
+            stored = _stored_events(url, headers) - before
             # wrk stops its clock with requests still in flight: those are stored but not
             # counted, so at most one batch per connection may be extra, never fewer.
             in_flight = args.concurrency * (100 if mode == "batched" else 1)

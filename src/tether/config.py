@@ -6,11 +6,12 @@ lists them all and a test fails when one is missing there.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_home() -> Path:
@@ -21,6 +22,17 @@ class Settings(BaseSettings):
     """Runtime configuration. Build one per process and pass it down; never import a global."""
 
     model_config = SettingsConfigDict(env_prefix="TETHER_", extra="ignore")
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        """A JSON list, or comma-separated text (``a.example,b.example``)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     home: Path = Field(
         default_factory=_default_home,
@@ -42,13 +54,53 @@ class Settings(BaseSettings):
         ),
     )
     host: str = Field(default="127.0.0.1", description="Address `tether serve` binds to.")
-    trust_network: bool = Field(
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1", "[::1]"],
+        description=(
+            "Host header values (without port) the server answers; any other Host gets 421, "
+            "so a web page cannot reach a local Tether through DNS rebinding. Add your "
+            "domain names when serving behind a proxy; `*` allows any host. JSON list or "
+            "comma-separated."
+        ),
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Browser origins allowed to call the API with CORS (e.g. "
+            "`https://dash.example.com`); none by default. JSON list or comma-separated."
+        ),
+    )
+    rate_limit_read: int = Field(
+        default=1000,
+        ge=0,
+        description="Requests per second one read-scope key may make on average (0: no limit).",
+    )
+    rate_limit_write: int = Field(
+        default=1000,
+        ge=0,
+        description="Requests per second one write-scope key may make on average (0: no limit).",
+    )
+    rate_limit_admin: int = Field(
+        default=100,
+        ge=0,
+        description="Requests per second one admin-scope key may make on average (0: no limit).",
+    )
+    rate_limit_burst_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A key may spend this many seconds' worth of its rate at once (the token bucket's "
+            "size); with Redis configured the bucket is shared by every replica."
+        ),
+    )
+    require_auth: bool = Field(
         default=False,
         description=(
-            "Allow `tether serve` to bind a non-loopback address although API-key auth is "
-            "not available yet: only on a private network that nothing untrusted reaches "
-            "(deploy/compose.yaml's, where only the proxy is published, on the host's "
-            "loopback). Logged as a warning at start."
+            "Require an API key on every request (but health checks), even on loopback and "
+            "before any key exists. Without it, a server with no live key on a loopback "
+            "address runs in local mode (one `default` tenant, every scope); binding any "
+            "other address without a live key or this setting refuses to start."
         ),
     )
     port: int = Field(default=7117, ge=0, le=65535, description="TCP port `tether serve` binds to.")
@@ -85,6 +137,13 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Log level for the tether loggers.")
     access_log: bool = Field(default=False, description="Log one line per HTTP request.")
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description=(
+            "Log lines of `tether serve` on stderr: json (one object per line: timestamp, "
+            "level, logger, message, correlation_id) or text. Secrets are redacted in both."
+        ),
+    )
     embedder: str = Field(
         default="onnx-minilm",
         description="Memory embedder: onnx-minilm (default) or openai:<model>@<base_url>.",

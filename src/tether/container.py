@@ -21,7 +21,9 @@ from tether.config import Settings
 from tether.domain.changes import MEMORY_TOPIC, Change
 from tether.errors import Unavailable
 from tether.services import EventService, SessionService
+from tether.services.keys import AuditLog, Authenticator, KeyService
 from tether.services.memory import MemoryService, build_memory
+from tether.services.ratelimit import RateLimiter
 from tether.store.base import Store
 
 __all__ = ["Container", "open_store", "preflight"]
@@ -113,6 +115,16 @@ class Container:
             max_page_bytes=settings.max_page_bytes,
         )
         self.events = EventService(self.store, max_page_bytes=settings.max_page_bytes)
+        self.audit = AuditLog(self.store)
+        self.memory.audit = self.audit
+        self.authenticator = Authenticator(self.store, settings, self.audit)
+        self.keys = KeyService(self.store, self.audit, self.authenticator)
+        self._redis: Any = None
+        if settings.redis_url is not None:
+            from redis.asyncio import Redis  # the redis extra; imported only when configured
+
+            self._redis = Redis.from_url(settings.redis_url, socket_timeout=1.0)
+        self.limiter = RateLimiter(settings, self._redis)
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -123,6 +135,7 @@ class Container:
         await self.bus.start()
         await self.memory.load_index()
         self.indexer.start()
+        await self.authenticator.start()
         self._listener = asyncio.get_running_loop().create_task(
             self._listen(), name="memory-feed-listener"
         )
@@ -137,6 +150,9 @@ class Container:
             self._listener = None
         await self.indexer.stop()
         await self.memory.drain()
+        await self.authenticator.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
         await self.bus.close()
         await self.store.close()
 

@@ -10,6 +10,7 @@ import pytest
 
 from tether.domain.filters import MemoryFilter
 from tether.domain.memories import MemoryIn
+from tether.domain.time import iso
 from tether.errors import NotFound
 from tether.store.base import Store
 
@@ -112,3 +113,69 @@ async def test_metadata_filters_compare_json_values(store: Store) -> None:
     assert await matching(1) == {"one", "onef"}
     assert await matching("1") == {"s"}
     assert await matching(None) == {"null"}
+
+
+def _key(key_id: str, tenant: str, **extra: object) -> dict[str, object]:
+    return {
+        "id": key_id,
+        "tenant_id": tenant,
+        "name": None,
+        "scope": "write",
+        "namespaces": ["user/alice/"],
+        "secret_hash": "ab" * 32,
+        "created_at": 1_000,
+        "expires_at": None,
+        "created_by": None,
+        **extra,
+    }
+
+
+async def test_keys_are_found_listed_revoked_and_counted_per_tenant(store: Store) -> None:
+    a = await store.create_key(_key("K1", "acme"))
+    assert (a.tenant_id, a.scope, a.namespaces, a.revoked_at) == (
+        "acme",
+        "write",
+        ["user/alice/"],
+        None,
+    )
+    await store.create_key(_key("K2", "globex", expires_at=5_000, namespaces=[]))
+    found = await store.find_key("K1")
+    assert found is not None
+    assert found[0] == a
+    assert found[1] == "ab" * 32
+    assert await store.find_key("nope") is None
+    assert [k.id for k in await store.list_keys("acme")] == ["K1"]
+    assert [k.id for k in await store.list_keys(None)] == ["K1", "K2"]
+    assert await store.live_key_count(now=4_000) == 2
+    assert await store.live_key_count(now=5_000) == 1  # K2 expired at 5,000 ms
+    with pytest.raises(NotFound):
+        await store.revoke_key("globex", "K1", now=6_000)  # another tenant's: unknown
+    revoked = await store.revoke_key("acme", "K1", now=6_000)
+    assert revoked.revoked_at is not None
+    again = await store.revoke_key(None, "K1", now=7_000)
+    assert again.revoked_at == revoked.revoked_at  # the first revocation time stays
+    assert await store.live_key_count(now=4_000) == 1
+    await store.touch_keys({"K2": 9_000})
+    await store.touch_keys({"K2": 8_000})  # an older time never wins
+    (k2,) = await store.list_keys("globex")
+    assert k2.last_used_at == iso(9_000)
+    assert revoked.revoked_at == iso(6_000)
+
+
+async def test_audit_entries_page_per_tenant_in_order(store: Store) -> None:
+    entries = [
+        {"tenant_id": "acme" if n % 2 else "globex", "at": n, "action": f"a{n}", "detail": {"n": n}}
+        for n in range(1, 8)
+    ]
+    entries[0]["key_id"], entries[0]["correlation_id"] = "K1", "cid-1"
+    await store.append_audit(entries)
+    first, after = await store.audit_page("acme", after=0, limit=2)
+    assert [e.action for e in first] == ["a1", "a3"]
+    assert (first[0].key_id, first[0].correlation_id, first[0].detail) == ("K1", "cid-1", {"n": 1})
+    assert after is not None
+    rest, end = await store.audit_page("acme", after=after, limit=10)
+    assert [e.action for e in rest] == ["a5", "a7"]
+    assert end is None
+    everyone, _ = await store.audit_page(None, after=0, limit=100)
+    assert [e.action for e in everyone] == [f"a{n}" for n in range(1, 8)]
+    assert [e.seq for e in everyone] == sorted(e.seq for e in everyone)

@@ -115,6 +115,15 @@ EXAMPLES: dict[str, Any] = {
         "expires_at": "2099-01-01T00:00:00Z",
     },
     "admin.outbox.replay": {"ids": [1]},
+    "admin.keys.create": [
+        {
+            "scope": "write",
+            "name": "n",
+            "namespaces": ["bnd/"],
+            "expires_at": "2099-01-01T00:00:00Z",
+        },
+        {"scope": "admin", "name": "a", "expires_at": "2099-01-01T00:00:00Z"},
+    ],
     "admin.memory.reindex": {"all": False},
 }
 #: Operations whose body is not JSON (covered elsewhere: NDJSON import).
@@ -217,6 +226,7 @@ def api(server: TetherServer) -> Iterator[tuple[httpx.Client, dict[str, Any], di
             "session_id": SESSION,
             "goal_id": GOAL,
             "memory_id": made.json()["data"]["memory"]["id"],
+            "key_id": "01JZZZZZZZZZZZZZZZZZZZZZZZ",  # no such key: nothing is revoked
         }
         yield http, http.get("/openapi.json").json(), ids
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-import logging
 from typing import Annotated
 
 import typer
 
 from tether import __version__
-from tether.cli import import_cmd
+from tether.cli import import_cmd, keys_cmd
 from tether.cli import memory as memory_cmd
 from tether.cli.migrate_cmd import migrate_command
 from tether.config import Settings
@@ -26,15 +24,8 @@ app = typer.Typer(
 app.add_typer(import_cmd.app, name="import")
 app.add_typer(memory_cmd.app, name="memory")
 app.command(name="migrate")(migrate_command)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+app.add_typer(keys_cmd.app, name="keys")
+app.command(name="audit")(keys_cmd.audit_command)
 
 
 @app.command()
@@ -53,7 +44,9 @@ def serve(
 
     Exits with code 1 and one line on stderr when the store cannot be opened (a SQLite
     file or folder that cannot be written, a PostgreSQL server that does not answer or
-    refuses the login; checked before anything starts), 2 for a non-loopback address.
+    refuses the login; checked before anything starts). The app refuses to start (exit
+    code 3, the reason logged) on a non-loopback address without auth: no live API key
+    and ``TETHER_REQUIRE_AUTH`` off.
     """
     import uvicorn
 
@@ -68,14 +61,6 @@ def serve(
     if db is not None:
         overrides["db"] = db
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    if not _is_loopback(settings.host) and not settings.trust_network:
-        typer.echo(
-            "refusing to bind a non-loopback address: API-key auth is not available yet; "
-            "bind 127.0.0.1 (the default), or set TETHER_TRUST_NETWORK=true on a private "
-            "network nothing untrusted reaches",
-            err=True,
-        )
-        raise typer.Exit(code=2)
     try:
         preflight(settings)
     except Unavailable as exc:
@@ -83,21 +68,18 @@ def serve(
         hint = "; set TETHER_HOME or --db to a writable path" if sqlite else ""
         typer.echo(f"tether: {exc.message}{hint}", err=True)
         raise typer.Exit(code=1) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if not _is_loopback(settings.host):
-        logging.getLogger("tether.server").warning(
-            "serving %s without authentication (TETHER_TRUST_NETWORK): whoever reaches this "
-            "address can read and write every session and memory",
-            settings.host,
-        )
+    from tether.logs import configure_logging
+
+    configure_logging(settings)  # JSON (or text) lines on stderr, secrets redacted
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=settings.access_log,
+        # No logging config of uvicorn's own: its loggers propagate to configure_logging's
+        # handler (same format, correlation id and redaction as Tether's).
+        log_config=None,
         loop="uvloop",
         http="httptools",
         ws="none",

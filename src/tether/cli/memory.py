@@ -33,6 +33,10 @@ def reindex(
     everything: Annotated[
         bool, typer.Option("--all", help="Re-embed every memory, not only stale ones.")
     ] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="TETHER_API_KEY", help="An admin key (not needed in local mode)."),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the backlog to drain.")] = True,
     timeout: Annotated[float, typer.Option(help="Give up waiting after this many s.")] = 3600,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
@@ -43,7 +47,8 @@ def reindex(
     model (or every memory with --all); the server's indexer does the work.
     """
     console = Console(stderr=as_json)
-    with httpx.Client(base_url=url, timeout=30) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
         queued = _data(client.post("/v1/admin/memory/reindex", json={"all": everything}))
         stats = _data(client.get("/v1/memory/stats"))
         total = max(stats["index_backlog"], 1)

@@ -153,6 +153,12 @@ Count = Annotated[int, Field(ge=0, le=MAX_SAFE_INT), BeforeValidator(json_number
 NonNegative = Annotated[float, Field(strict=True, ge=0.0)]
 #: A fraction in [0, 1] (progress, importance).
 Fraction = Annotated[float, Field(strict=True, ge=0.0, le=1.0)]
+#: Tokens of one call: at most 10^9 (far above any model's context), so a session's sum
+#: stays an exact 64-bit integer for 9 * 10^9 events.
+TokenCount = Annotated[int, Field(ge=0, le=10**9), BeforeValidator(json_number)]
+#: US dollars of one event: at most 10^6, so a session's sum never overflows to infinity
+#: (which JSON cannot carry).
+Usd = Annotated[float, Field(strict=True, ge=0.0, le=1e6)]
 #: JSON ``true``/``false`` only (lax pydantic also takes 1, "yes", "on").
 StrictBool = Annotated[bool, Field(strict=True)]
 

@@ -10,7 +10,6 @@ from pydantic import Field, StringConstraints
 from tether.domain.common import (
     Attributes,
     ClientId,
-    Count,
     JsonValue,
     Metadata,
     NonNegative,
@@ -18,6 +17,8 @@ from tether.domain.common import (
     Strict,
     Tag,
     Timestamp,
+    TokenCount,
+    Usd,
 )
 
 
@@ -70,9 +71,9 @@ class EventIn(Strict):
     output: JsonValue = None
     attributes: Attributes | None = None
     model: ShortText | None = None
-    input_tokens: Count | None = None
-    output_tokens: Count | None = None
-    cost_usd: NonNegative | None = None
+    input_tokens: TokenCount | None = None
+    output_tokens: TokenCount | None = None
+    cost_usd: Usd | None = None
     idempotency_key: IdempotencyKey | None = None
 
 

@@ -29,6 +29,8 @@ class MemoryFilter:
 
     Attributes:
         namespaces: Any of these namespaces (empty: all of the tenant's).
+        namespace_prefixes: The namespace starts with any of these (empty: no limit): a
+            namespace-limited API key's reach, applied by the service.
         kinds: Any of these kinds.
         tags: All of these tags.
         metadata: Top-level metadata key equals the scalar (``None``: JSON null).
@@ -41,6 +43,7 @@ class MemoryFilter:
     """
 
     namespaces: Sequence[str] = ()
+    namespace_prefixes: Sequence[str] = ()
     kinds: Sequence[str] = ()
     tags: Sequence[str] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)

@@ -316,3 +316,45 @@ class OutboxJob:
     last_error: str | None
     created_at: str
     updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as listed (never its secret). ``namespaces``: the prefixes its memory
+    calls are limited to (empty: every namespace). Times RFC 3339; ``revoked_at`` and
+    ``expires_at`` set once it stops working, or will."""
+
+    id: str
+    tenant_id: str
+    name: str | None
+    scope: str
+    namespaces: list[str]
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    last_used_at: str | None
+    created_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    """A key just created: the record, and the whole key (``tk_…``), shown this once."""
+
+    key: ApiKey
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the audit log: who (``key_id``; ``None`` for local mode or the CLI),
+    what (``action``, e.g. ``key.created``, ``memory.purged``, ``auth.failed``) on what
+    (``target``), when (RFC 3339), with the request's correlation id."""
+
+    seq: int
+    tenant_id: str
+    at: str
+    key_id: str | None
+    action: str
+    target: str | None
+    detail: dict[str, Any] | None
+    correlation_id: str | None

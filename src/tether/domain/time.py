@@ -32,6 +32,12 @@ def iso(ms: int | None) -> str | None:
     return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+def iso_ms(text: str) -> int:
+    """An RFC 3339 string (as :func:`iso` renders) as ms since the epoch."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return to_ms(value) or 0
+
+
 def new_id() -> str:
     """A new ULID string (26 chars, Crockford base32, sortable by creation time)."""
     return new_ids(1)[0]

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from tether import __version__
 from tether.config import Settings
 from tether.container import Container
 from tether.server import errors
+from tether.server.auth import AuthMiddleware, is_loopback
 from tether.server.bodies import install_openapi
 from tether.server.envelope import RequestMiddleware
 from tether.server.fastlane import FastLane
 from tether.server.routes import admin, events, health, memories, sessions
+
+log = logging.getLogger("tether.server")
 
 # CPython runs a young-generation collection whenever tracked allocations outnumber frees
 # by 700 (its default). A batched ingest request keeps ~900 containers (parsed JSON,
@@ -71,6 +76,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         await container.start()
         try:
+            await _refuse_open_local_mode(settings, container)
             async with _gc_tuned():
                 yield
         finally:
@@ -88,11 +94,50 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     # Hot ingest routes first: FastAPI matches included routers in order.
     for module in (events, memories, sessions, health, admin):
         app.include_router(module.router)
-    install_openapi(app, [*events.BODY_MODELS, *memories.BODY_MODELS])
+    install_openapi(app, [*events.BODY_MODELS, *memories.BODY_MODELS, *admin.BODY_MODELS])
     # The request pipeline, innermost first (each add_middleware wraps what is there):
     # the fast lane dispatches the hot ingest routes after everything else has run;
-    # RequestMiddleware (correlation id, timing, URL and body limits) is outermost.
-    # Auth, rate limits and metrics go between the two, so no route can skip them.
+    # AuthMiddleware (host, origin, API key, rate limit) and CORS (when origins are set)
+    # wrap it; RequestMiddleware (correlation id, timing, URL and body limits) is
+    # outermost. Every route passes all of them.
     app.add_middleware(FastLane, routes=list(events.FAST_ROUTES))
+    app.add_middleware(
+        AuthMiddleware,
+        authenticator=container.authenticator,
+        limiter=container.limiter,
+        settings=settings,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "X-Correlation-ID",
+            ],
+            expose_headers=["X-Correlation-ID", "Retry-After", "Server-Timing"],
+        )
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+async def _refuse_open_local_mode(settings: Settings, container: Container) -> None:
+    """Refuse to serve a non-loopback address in local mode (no live key, auth not
+    required): anyone who can reach it could read and write everything.
+
+    Raises:
+        RuntimeError: that is the case; uvicorn then exits non-zero (code 3).
+    """
+    if is_loopback(settings.host) or not await container.authenticator.local_mode():
+        return
+    message = (
+        f"refusing to serve {settings.host} without auth: create an API key "
+        "(`tether keys create --tenant NAME --scope admin`) or set TETHER_REQUIRE_AUTH=true, "
+        "or bind 127.0.0.1"
+    )
+    log.error(message)
+    raise RuntimeError(message)

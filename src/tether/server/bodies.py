@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tether.errors import InvalidInput
+from tether.server.access import authorize, needs_key
 from tether.server.envelope import ERROR_STATUSES, Envelope, ErrorEnvelope
 from tether.server.errors import field_errors
 from tether.server.jsonparse import NUL_MESSAGE, NulInString, loads, nul_error
@@ -44,13 +45,16 @@ class ORJSONRequest(Request):
 
 
 class JSONRoute(APIRoute):
-    """Every Tether route: FastAPI's, with bodies parsed by :class:`ORJSONRequest`
-    (FastAPI's documented custom-route-class hook)."""
+    """Every Tether route: FastAPI's, authorized first (:func:`tether.server.access.authorize`,
+    before the body is read) and with bodies parsed by :class:`ORJSONRequest` (FastAPI's
+    documented custom-route-class hook)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        operation_id = self.operation_id
 
         async def route_handler(request: Request) -> Response:
+            authorize(request.scope, operation_id)
             return await handler(ORJSONRequest(request.scope, request.receive))
 
         return route_handler
@@ -113,6 +117,8 @@ def parse_cursor(value: str | None) -> int | None:
 
 
 _REF = "#/components/schemas/{model}"
+#: The OpenAPI security scheme of API keys.
+BEARER = "apiKey"
 
 
 def openapi_body(*models: type[BaseModel], idempotency_header: bool = False) -> dict[str, Any]:
@@ -171,6 +177,20 @@ def validate(model: type[M], value: Any) -> M:
 
 
 _JSON = "application/json"
+_ERROR_HEADERS: dict[str, dict[str, Any]] = {
+    "401": {
+        "WWW-Authenticate": {
+            "description": 'Bearer realm="tether" (RFC 6750 §3).',
+            "schema": {"type": "string"},
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "description": "Seconds until the key's bucket has a token again (RFC 9110 §10.2.3).",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
 _BODY_METHODS = frozenset({"post", "put", "patch"})
 
 
@@ -179,15 +199,24 @@ def _document_responses(path: str, method: str, op: dict[str, Any]) -> None:
 
     Success answers (2xx, JSON) are the envelope the route declared
     (:func:`tether.server.shapes.returns`), else a plain :class:`Envelope`; every operation
-    may answer 422
-    and 503; those with a body 413 and 415 (the middleware checks size and media type
-    first); those with a path parameter 404. Routes declare their own extras with
-    :func:`tether.server.envelope.documented` (409, 412, a 200 beside a 201).
+    may answer 421 (foreign Host), 422 and 503; those with a body 413 and 415 (the
+    middleware checks size and media type first); those with a path parameter 404; those
+    that need a key (:data:`tether.server.access.ACCESS`) 403, and declare the bearer
+    scheme; state-changing ones 403 (a cross-origin request); and every one 401 and 429,
+    since a key that is sent, even to a public route, is checked and counted. Routes declare their
+    own extras with :func:`tether.server.envelope.documented` (409, 412, a 200 beside a 201).
     """
     responses: dict[str, Any] = op.setdefault("responses", {})
-    statuses = {422, 503}
+    statuses = {401, 421, 422, 429, 503}  # a key that is sent is checked and counted
+    if method in _BODY_METHODS | {"delete"}:
+        statuses.add(403)
     if method in _BODY_METHODS:
         statuses |= {413, 415}
+    if needs_key(op.get("operationId", "")):
+        statuses.add(403)
+        op["security"] = [{BEARER: []}]
+    else:
+        op["security"] = []
     if "{" in path:
         statuses.add(404)
     for status in statuses:
@@ -203,6 +232,8 @@ def _document_responses(path: str, method: str, op: dict[str, Any]) -> None:
             response["content"] = {
                 _JSON: {"schema": {"$ref": _REF.format(model=ErrorEnvelope.__name__)}}
             }
+            if code in _ERROR_HEADERS:
+                response["headers"] = _ERROR_HEADERS[code]
 
 
 #: What every plain string field says of U+0000 (refused at the parse, ``jsonparse``).
@@ -242,6 +273,14 @@ def install_openapi(app: FastAPI, models: list[type[BaseModel]]) -> None:
                 js = model.model_json_schema(ref_template=_REF)
                 components.update(js.pop("$defs", {}))
                 components[model.__name__] = js
+            schema["components"]["securitySchemes"] = {
+                BEARER: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key, tk_<id>_<secret> (`tether keys create`). "
+                    "Not needed in local mode (no keys, loopback).",
+                }
+            }
             for name in ("HTTPValidationError", "ValidationError"):
                 components.pop(name, None)  # FastAPI's 422 shape; ours is the envelope
             for path, item in schema.get("paths", {}).items():

@@ -8,6 +8,8 @@ from fastapi import Depends
 from starlette.requests import Request
 
 from tether.container import Container
+from tether.domain.keys import Scope
+from tether.server.access import CONTEXT_KEY
 from tether.server.envelope import correlation_id
 from tether.services import RequestContext
 
@@ -22,8 +24,14 @@ def services_of(request: Request) -> Services:
 
 
 def context_of(request: Request) -> RequestContext:
-    """The caller's tenant (``default`` in local mode) and correlation id."""
-    return RequestContext(correlation_id=correlation_id(request.scope))
+    """The caller, as :func:`tether.server.access.authorize` admitted it for this route
+    (tenant, key, scope, namespace prefixes, correlation id)."""
+    ctx: RequestContext | None = request.scope.get(CONTEXT_KEY)
+    if ctx is None:  # a public route called without a key: no tenant's data to reach
+        return RequestContext(
+            tenant_id="", correlation_id=correlation_id(request.scope), scope=Scope.read
+        )
+    return ctx
 
 
 async def get_services(request: Request) -> Services:

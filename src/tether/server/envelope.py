@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tether.domain.time import new_id
+from tether.logs import CORRELATION_ID
 
 log = logging.getLogger("tether.server")
 
@@ -63,12 +64,17 @@ class ErrorEnvelope(Envelope):
 
 #: What each error status means, for the OpenAPI document (bodies.install_openapi).
 ERROR_STATUSES: dict[int, str] = {
+    401: "No API key, or not a live one (Authorization: Bearer tk_...).",
+    403: "The key's scope or namespaces do not allow this, or a cross-origin request "
+    "would change state.",
     404: "Not found (an unknown id, or another tenant's).",
     409: "Conflict (the same id or idempotency key with another body).",
     412: "Precondition failed (If-Match names a version that is not current).",
     413: "Request body over the size limit.",
     415: "Body not sent as JSON.",
+    421: "The Host header is not one this server answers (TETHER_ALLOWED_HOSTS).",
     422: "Invalid input; error.details lists the fields.",
+    429: "The key's rate limit is spent; Retry-After says when to come back (seconds).",
     503: "A dependency (the store) is unavailable; retry later.",
 }
 
@@ -177,6 +183,14 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # _http sets the correlation id for log records (tether.logs); back when it ends.
+        token = CORRELATION_ID.set(None)
+        try:
+            await self._http(scope, receive, send)
+        finally:
+            CORRELATION_ID.reset(token)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         length = ctype = cid = None
         chunked = False
         for name, value in scope["headers"]:  # raw pairs: cheaper than a Headers object
@@ -192,6 +206,7 @@ class RequestMiddleware:
             cid = new_id()
         cid_header = (b"x-correlation-id", cid.encode())
         scope[_SCOPE_CID] = cid
+        CORRELATION_ID.set(cid)
         scope[_SCOPE_T0] = time.perf_counter()
         responded = False
 

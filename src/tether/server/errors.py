@@ -4,6 +4,7 @@ status, whichever route raised it (FastAPI's handlers and the fast lane call it)
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
-from tether.errors import TetherError
+from tether.errors import RateLimited, TetherError, Unauthorized
 from tether.server.envelope import correlation_id, fail
 from tether.server.jsonparse import NulInString, nul_error
 
@@ -61,7 +62,8 @@ def error_response(scope: Scope, exc: BaseException, *, app: Any = None) -> Resp
     """The one map from an exception to its response (an error envelope), for every route:
     FastAPI's exception handlers and the fast lane both call it.
 
-    - :class:`~tether.errors.TetherError`: its status and code (5xx are logged).
+    - :class:`~tether.errors.TetherError`: its status and code (5xx are logged); a 401
+      says ``WWW-Authenticate: Bearer``, a 429 ``Retry-After`` (whole seconds).
     - pydantic / FastAPI validation errors: 422 ``invalid_input`` with ``[{loc, msg, type}]``
       (U+0000 in a body: ``string_nul`` at its location).
     - Starlette's ``HTTPException`` (404 no route, 405 with ``Allow``): its status.
@@ -73,7 +75,12 @@ def error_response(scope: Scope, exc: BaseException, *, app: Any = None) -> Resp
     if isinstance(exc, TetherError):
         if exc.status >= 500:
             log.error("%s: %s [cid=%s]", exc.code, exc.message, correlation_id(scope))
-        return fail(scope, exc.status, exc.code, exc.message, exc.details)
+        headers: dict[str, str] = {}
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = 'Bearer realm="tether"'  # RFC 6750 §3
+        elif isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        return fail(scope, exc.status, exc.code, exc.message, exc.details, headers or None)
     if isinstance(exc, RequestValidationError | ValidationError):
         if isinstance(exc.__cause__, NulInString):  # FastAPI's body parse raised it
             return fail(scope, 422, "invalid_input", exc.__cause__.msg, [nul_error(exc.__cause__)])

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tether.server.access import authorize
 from tether.server.envelope import OPERATION_KEY, BodyTooLarge
 from tether.server.errors import error_response
 
@@ -68,6 +69,7 @@ class FastLane:
         scope[OPERATION_KEY] = route.operation_id
         request = Request(scope, receive)
         try:
+            authorize(scope, route.operation_id)
             response = await route.handler(request, **params)
         except BodyTooLarge:
             raise  # the 413 has gone out; RequestMiddleware ends the request

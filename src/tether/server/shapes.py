@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, create_model
 
 from tether.domain.records import (
+    ApiKey,
+    AuditEntry,
     Event,
     Memory,
     MemoryChange,
@@ -101,6 +103,17 @@ class Replayed:
 class Reindexing:
     queued: int
     embedding_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyList:
+    items: list[ApiKey]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    items: list[AuditEntry]
+    next_after: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import orjson
 
 from tether.config import Settings
 from tether.domain.filters import MemoryFilter
+from tether.domain.keys import Scope
 from tether.domain.memories import MemoryImport, MemoryIn, MemoryPatch, SearchIn
 from tether.domain.records import (
     ImportResult,
@@ -31,7 +33,7 @@ from tether.domain.records import (
     SearchResults,
 )
 from tether.domain.time import now_ms
-from tether.errors import NotFound
+from tether.errors import Forbidden, NotFound
 from tether.memory.embedders import Embedder, build_embedder
 from tether.memory.follower import IndexFollower
 from tether.memory.indexer import Indexer
@@ -41,6 +43,7 @@ from tether.memory.ranking import RankingParams
 from tether.memory.recall import Recall
 from tether.memory.vectors import VectorIndex
 from tether.services.context import RequestContext
+from tether.services.keys import AuditLog
 from tether.store.base import Store
 
 __all__ = ["MemoryService", "build_memory"]
@@ -89,8 +92,10 @@ class MemoryService:
         recall: Recall,
         *,
         max_page_bytes: int = Settings.model_fields["max_page_bytes"].default,
+        audit: AuditLog | None = None,
     ) -> None:
         self.store = store
+        self.audit = audit
         self.embedder = embedder
         self.index = index
         self.recall = recall
@@ -190,7 +195,9 @@ class MemoryService:
 
         Raises:
             Conflict: An idempotency key reused with a different body.
+            Forbidden: an item's namespace is outside the key's prefixes.
         """
+        _writable(ctx, (item.namespace for item in items))
         return await self.store.remember(ctx.tenant_id, items, now=now_ms())
 
     async def remember_one(self, ctx: RequestContext, item: MemoryIn) -> tuple[Remembered, Memory]:
@@ -211,24 +218,55 @@ class MemoryService:
     async def get(
         self, ctx: RequestContext, memory_id: str, *, include_deleted: bool = False
     ) -> Memory:
-        return await self.store.get_memory(
+        """The memory. Raises NotFound (also outside the key's namespace prefixes)."""
+        memory = await self.store.get_memory(
             ctx.tenant_id, memory_id, include_deleted=include_deleted
         )
+        if not ctx.may_use(memory.namespace):
+            raise NotFound(f"memory {memory_id!r} not found", details={"memory_id": memory_id})
+        return memory
 
     async def patch(self, ctx: RequestContext, memory_id: str, body: MemoryPatch) -> Memory:
         """A new version; a new text is re-embedded. Raises NotFound, Conflict."""
         fields = {name: getattr(body, name) for name in body.model_fields_set}
+        if ctx.namespaces:  # namespaces never change: one check before the write holds
+            await self.get(ctx, memory_id)
         return await self.store.update_memory(ctx.tenant_id, memory_id, fields, now=now_ms())
 
     async def forget(self, ctx: RequestContext, memory_id: str, *, purge: bool) -> Memory | Purged:
-        """Tombstone (or purge) a memory. Raises NotFound."""
-        return await self.store.forget_memory(ctx.tenant_id, memory_id, purge=purge, now=now_ms())
+        """Tombstone (or purge: ``admin`` only, audited) a memory.
+
+        Raises:
+            NotFound: unknown, another tenant's, or outside the key's namespace prefixes.
+            Forbidden: a purge by a key below ``admin``.
+        """
+        if purge:
+            ctx.require(Scope.admin)
+        if ctx.namespaces:
+            await self.get(ctx, memory_id, include_deleted=True)
+        done = await self.store.forget_memory(ctx.tenant_id, memory_id, purge=purge, now=now_ms())
+        if purge and self.audit is not None:
+            await self.audit.record(ctx, "memory.purged", target=memory_id)
+        return done
 
     # -- read ----------------------------------------------------------------------------
     async def history(
-        self, ctx: RequestContext, memory_id: str, *, after: int, limit: int
+        self,
+        ctx: RequestContext,
+        memory_id: str,
+        *,
+        after: int,
+        limit: int,
+        include_deleted: bool = False,
     ) -> tuple[list[MemoryChange], int | None]:
-        """A page of the memory's changes. Raises NotFound."""
+        """A page of the memory's changes; a forgotten memory's only with
+        ``include_deleted`` (as :meth:`get`).
+
+        Raises:
+            NotFound: no such memory (another tenant's, outside a limited key's
+                prefixes, purged, or forgotten without ``include_deleted``).
+        """
+        await self.get(ctx, memory_id, include_deleted=include_deleted)
         return await self.store.memory_history(
             ctx.tenant_id, memory_id, after=after, limit=limit, max_bytes=self.max_page_bytes
         )
@@ -236,16 +274,21 @@ class MemoryService:
     async def changes(
         self, ctx: RequestContext, *, after: int, limit: int
     ) -> tuple[list[MemoryChange], int]:
-        return await self.store.memory_changes(
+        """A page of the tenant's change feed; for a namespace-limited key only the
+        changes under its prefixes (the cursor still moves past the others)."""
+        items, nxt = await self.store.memory_changes(
             ctx.tenant_id, after=after, limit=limit, max_bytes=self.max_page_bytes
         )
+        if ctx.namespaces:
+            items = [item for item in items if ctx.may_use(item.namespace)]
+        return items, nxt
 
     async def browse(
         self, ctx: RequestContext, f: MemoryFilter, *, before: int | None, limit: int
     ) -> tuple[list[Memory], str | None]:
         return await self.store.browse_memories(
             ctx.tenant_id,
-            f,
+            _limited(ctx, f),
             before=before,
             limit=limit,
             now=now_ms(),
@@ -256,13 +299,34 @@ class MemoryService:
         self, ctx: RequestContext, f: MemoryFilter, *, vectors: bool = False
     ) -> AsyncIterator[bytes]:
         """NDJSON lines (one memory each, ingest order), read page by page; with
-        ``vectors``, each line carries its current vector of the server's model."""
+        ``vectors``, each line carries its current vector of the server's model. The
+        checks and the audit entry happen here, before any line is produced (a response
+        cannot turn into an error once it has started).
+
+        Raises:
+            Forbidden: every namespace at once (no namespace filter) by a key below
+                ``admin`` that is not limited to namespaces.
+        """
+        if not f.namespaces and not ctx.namespaces:
+            ctx.require(Scope.admin)
+        f = _limited(ctx, f)
+        if self.audit is not None:
+            await self.audit.record(
+                ctx,
+                "memory.exported",
+                target=",".join(f.namespaces) or None,
+                detail={"vectors": vectors, "namespace_prefixes": list(ctx.namespaces)},
+            )
+        return self._export_pages(ctx.tenant_id, f, self.embedder.name if vectors else None)
+
+    async def _export_pages(
+        self, tenant_id: str, f: MemoryFilter, vectors_of: str | None
+    ) -> AsyncIterator[bytes]:
         now = now_ms()
         after: int | None = 0
-        vectors_of = self.embedder.name if vectors else None
         while after is not None:
             items, after = await self.store.export_memories(
-                ctx.tenant_id,
+                tenant_id,
                 f,
                 after=after,
                 limit=_PAGE,
@@ -276,6 +340,7 @@ class MemoryService:
     async def import_(self, ctx: RequestContext, items: Sequence[MemoryImport]) -> ImportResult:
         """Import export lines in one transaction; a line's vector of the server's model
         is stored instead of queueing its text for embedding."""
+        _writable(ctx, (item.namespace for item in items))
         return await self.store.import_memories(
             ctx.tenant_id, items, now=now_ms(), model=self.embedder.name, dim=self.embedder.dim
         )
@@ -292,6 +357,13 @@ class MemoryService:
         write within ~1 s (coalesced across searches; written at shutdown by :meth:`drain`).
         """
         now = now_ms()
+        if ctx.namespaces:  # a namespace-limited key searches its own namespaces only
+            wanted = [body.namespace] if isinstance(body.namespace, str) else body.namespace
+            allowed = [ns for ns in wanted if ctx.may_use(ns)]
+            if not allowed:
+                empty = SearchResults([], False, body.mode, self.embedder.name)
+                return empty, {}
+            body = body.model_copy(update={"namespace": allowed})
         outcome = await self.recall.search(ctx.tenant_id, body, now=now)
         if outcome.pks and body.touch:
             self._record_access(ctx.tenant_id, outcome.pks, now)
@@ -339,7 +411,15 @@ class MemoryService:
 
     async def stats(self, ctx: RequestContext) -> dict[str, Any]:
         """``{count, deleted, index_backlog, dead_letters, embedding_model, indexed,
-        vector_search}`` (``vector_search``: ``"exact"`` or ``"hnsw"``)."""
+        vector_search}`` (``vector_search``: ``"exact"`` or ``"hnsw"``).
+
+        Raises:
+            Forbidden: a namespace-limited key (the counts are the whole tenant's).
+        """
+        if ctx.namespaces:
+            raise Forbidden(
+                "memory statistics cover every namespace: not for a key limited to some"
+            )
         counts = await self.store.memory_stats(ctx.tenant_id)
         model = self.embedder.name
         return {
@@ -359,14 +439,40 @@ class MemoryService:
         return await self.store.list_jobs(ctx.tenant_id, state=state, after=after, limit=limit)
 
     async def replay(self, ctx: RequestContext, ids: Sequence[int] | None) -> int:
-        """Requeue dead jobs (all, or ``ids``); returns how many."""
-        return await self.store.replay_jobs(ctx.tenant_id, ids, now=now_ms())
+        """Requeue dead jobs (all, or ``ids``); returns how many (audited)."""
+        n = await self.store.replay_jobs(ctx.tenant_id, ids, now=now_ms())
+        if self.audit is not None:
+            await self.audit.record(ctx, "outbox.replayed", detail={"replayed": n})
+        return n
 
     async def reindex(self, ctx: RequestContext, *, everything: bool) -> int:
-        """Queue re-embedding of memories lacking a current-model vector (or all)."""
-        return await self.store.enqueue_reindex(
+        """Queue re-embedding of memories lacking a current-model vector (or all);
+        audited."""
+        n = await self.store.enqueue_reindex(
             ctx.tenant_id, model=self.embedder.name, everything=everything, now=now_ms()
         )
+        if self.audit is not None:
+            await self.audit.record(
+                ctx, "memory.reindexed", detail={"queued": n, "everything": everything}
+            )
+        return n
+
+
+def _writable(ctx: RequestContext, namespaces: Iterable[str]) -> None:
+    """Raise :class:`Forbidden` for a namespace outside the key's prefixes."""
+    for namespace in namespaces:
+        if not ctx.may_use(namespace):
+            raise Forbidden(
+                f"this key may not write namespace {namespace!r}",
+                details={"namespace": namespace, "prefixes": list(ctx.namespaces)},
+            )
+
+
+def _limited(ctx: RequestContext, f: MemoryFilter) -> MemoryFilter:
+    """``f`` within the key's namespace prefixes (unchanged for an unlimited key)."""
+    if not ctx.namespaces:
+        return f
+    return dataclasses.replace(f, namespace_prefixes=ctx.namespaces)
 
 
 def build_memory(store: Store, settings: Settings) -> tuple[MemoryService, Indexer]:

@@ -22,7 +22,9 @@ from tether.domain.events import EventBatchIn, EventIn
 from tether.domain.filters import MemoryFilter, SessionFilter
 from tether.domain.memories import MemoryImport, MemoryIn
 from tether.domain.records import (
+    ApiKey,
     AppendResult,
+    AuditEntry,
     BatchResult,
     Created,
     Event,
@@ -74,6 +76,7 @@ class SqlModules:
     recall: ModuleType
     feed: ModuleType
     copy: ModuleType
+    keys: ModuleType
 
 
 class BackendStore(Store):
@@ -502,6 +505,47 @@ class BackendStore(Store):
                 c, tenant_id, model=model, everything=everything, now=now
             )
         )
+
+    # -- API keys and the audit log ----------------------------------------------------
+    async def create_key(self, values: Mapping[str, Any]) -> ApiKey:
+        key: ApiKey = await self.write(lambda c: self.sql.keys.create(c, values))
+        return key
+
+    async def find_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        found: tuple[ApiKey, str] | None = await self.read(lambda c: self.sql.keys.find(c, key_id))
+        return found
+
+    async def list_keys(self, tenant_id: str | None) -> list[ApiKey]:
+        keys: list[ApiKey] = await self.read(lambda c: self.sql.keys.list_keys(c, tenant_id))
+        return keys
+
+    async def revoke_key(self, tenant_id: str | None, key_id: str, *, now: int) -> ApiKey:
+        key: ApiKey | None = await self.write(
+            lambda c: self.sql.keys.revoke(c, tenant_id, key_id, now)
+        )
+        if key is None:
+            raise NotFound(f"key {key_id!r} not found", details={"key_id": key_id})
+        return key
+
+    async def touch_keys(self, used: Mapping[str, int]) -> None:
+        if used:
+            await self.write(lambda c: self.sql.keys.touch(c, used))
+
+    async def live_key_count(self, *, now: int) -> int:
+        count: int = await self.read(lambda c: self.sql.keys.live_count(c, now))
+        return count
+
+    async def append_audit(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        if entries:
+            await self.write(lambda c: self.sql.keys.append_audit(c, entries))
+
+    async def audit_page(
+        self, tenant_id: str | None, *, after: int, limit: int
+    ) -> tuple[list[AuditEntry], int | None]:
+        page: tuple[list[AuditEntry], int | None] = await self.read(
+            lambda c: self.sql.keys.audit_page(c, tenant_id, after=after, limit=limit)
+        )
+        return page
 
     # -- copying a deployment ----------------------------------------------------------
     async def read_table(

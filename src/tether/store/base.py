@@ -38,7 +38,9 @@ from tether.domain.events import EventBatchIn, EventIn
 from tether.domain.filters import MemoryFilter, SessionFilter
 from tether.domain.memories import MemoryImport, MemoryIn
 from tether.domain.records import (
+    ApiKey,
     AppendResult,
+    AuditEntry,
     BatchResult,
     Created,
     Event,
@@ -468,6 +470,50 @@ class Store(abc.ABC):
         self, tenant_id: str, *, model: str, everything: bool, now: int
     ) -> int:
         """Queue embedding of live memories lacking a ``model`` vector (or all)."""
+
+    # -- API keys and the audit log ----------------------------------------------------
+    @abc.abstractmethod
+    async def create_key(self, values: Mapping[str, Any]) -> ApiKey:
+        """Store a key: ``id``, ``tenant_id``, ``scope``, ``secret_hash`` (SHA-256 hex of
+        the secret, never the secret), ``namespaces`` (a list of prefixes), ``name``,
+        ``created_at``, ``expires_at`` (ms or ``None``), ``created_by``."""
+
+    @abc.abstractmethod
+    async def find_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """A key of any tenant with its secret's hash, for authentication."""
+
+    @abc.abstractmethod
+    async def list_keys(self, tenant_id: str | None) -> list[ApiKey]:
+        """A tenant's keys (``None``: every tenant's), oldest first, revoked ones too."""
+
+    @abc.abstractmethod
+    async def revoke_key(self, tenant_id: str | None, key_id: str, *, now: int) -> ApiKey:
+        """Revoke a key (of ``tenant_id`` unless ``None``); revoking again keeps the first
+        time.
+
+        Raises:
+            NotFound: no such key (of that tenant).
+        """
+
+    @abc.abstractmethod
+    async def touch_keys(self, used: Mapping[str, int]) -> None:
+        """Record ``last_used_at`` (ms, the later wins) of keys by id."""
+
+    @abc.abstractmethod
+    async def live_key_count(self, *, now: int) -> int:
+        """Keys neither revoked nor expired at ``now`` (ms), every tenant."""
+
+    @abc.abstractmethod
+    async def append_audit(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Append audit entries: ``tenant_id``, ``at`` (ms), ``action``, and optionally
+        ``key_id``, ``target``, ``detail`` (JSON-ready), ``correlation_id``."""
+
+    @abc.abstractmethod
+    async def audit_page(
+        self, tenant_id: str | None, *, after: int, limit: int
+    ) -> tuple[list[AuditEntry], int | None]:
+        """A tenant's audit entries (``None``: every tenant's) with ``seq > after``,
+        oldest first: ``(items, next_after or None)``."""
 
     # -- copying a deployment (tether migrate) -------------------------------------------
     @abc.abstractmethod

@@ -8,10 +8,12 @@ text (decoded here), so a record is the same whichever backend read it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from tether.domain.records import (
+    ApiKey,
+    AuditEntry,
     Child,
     Counters,
     Event,
@@ -22,7 +24,7 @@ from tether.domain.records import (
     Session,
 )
 from tether.domain.time import iso
-from tether.store.common import loads
+from tether.store.common import dumps, loads
 
 
 class Row(Protocol):
@@ -224,3 +226,54 @@ def job_record(row: Row) -> OutboxJob:
         created_at=iso(row["created_at"]) or "",
         updated_at=iso(row["updated_at"]) or "",
     )
+
+
+def key_record(row: Row) -> ApiKey:
+    """An ``api_keys`` row as a record (the secret's hash stays behind)."""
+    return ApiKey(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        scope=row["scope"],
+        namespaces=loads(row["namespaces"]),
+        created_at=iso(row["created_at"]) or "",
+        expires_at=iso(row["expires_at"]),
+        revoked_at=iso(row["revoked_at"]),
+        last_used_at=iso(row["last_used_at"]),
+        created_by=row["created_by"],
+    )
+
+
+def audit_record(row: Row) -> AuditEntry:
+    """An ``audit_log`` row as a record."""
+    return AuditEntry(
+        seq=row["seq"],
+        tenant_id=row["tenant_id"],
+        at=iso(row["at"]) or "",
+        key_id=row["key_id"],
+        action=row["action"],
+        target=row["target"],
+        detail=loads(row["detail"]),
+        correlation_id=row["correlation_id"],
+    )
+
+
+#: Columns of an audit entry as written (``seq`` is the store's).
+AUDIT_COLUMNS: Final = ("tenant_id", "at", "key_id", "action", "target", "detail", "correlation_id")
+
+
+def audit_params(entries: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Parameter rows for ``INSERT INTO audit_log (AUDIT_COLUMNS)`` (``detail`` as JSON)."""
+    return [
+        tuple(
+            dumps(e["detail"]) if c == "detail" and e.get("detail") is not None else e.get(c)
+            for c in AUDIT_COLUMNS
+        )
+        for e in entries
+    ]
+
+
+def page_of_audit(rows: Sequence[Row], limit: int) -> tuple[list[AuditEntry], int | None]:
+    """A page from ``limit + 1`` rows in ``seq`` order: the entries and the next cursor."""
+    items = [audit_record(r) for r in rows[:limit]]
+    return items, (items[-1].seq if len(rows) > limit and items else None)

@@ -49,6 +49,11 @@ _OUTBOX = (
 )  # fmt: skip
 _VECTORS = ("memory_pk", "model", "tenant_id", "content_hash", "dim", "vector", "created_at")
 _IDEMPOTENCY = ("tenant_id", "key", "body_hash", "result", "created_at")
+_KEYS = (
+    "id", "tenant_id", "name", "scope", "namespaces", "secret_hash", "created_at",
+    "expires_at", "revoked_at", "last_used_at", "created_by",
+)  # fmt: skip
+_AUDIT = ("seq", "tenant_id", "at", "key_id", "action", "target", "detail", "correlation_id")
 
 #: In copy order. ``memory_changes`` is the change feed: its ``lsn`` values are kept, so a
 #: consumer's cursor stays valid on the new store.
@@ -61,4 +66,6 @@ TABLES: Final = (
     TableSpec("memory_outbox", _OUTBOX, ("id",)),
     TableSpec("memory_vectors", _VECTORS, ("memory_pk", "model")),
     TableSpec("memory_idempotency", _IDEMPOTENCY, ("tenant_id", "key")),
+    TableSpec("api_keys", _KEYS, ("id",)),
+    TableSpec("audit_log", _AUDIT, ("seq",)),
 )

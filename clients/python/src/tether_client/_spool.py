@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -33,6 +34,11 @@ _JOURNAL_MODE = "WAL"
 _SYNCHRONOUS = "NORMAL"
 # Another process on the same file (an agent restarting) may hold the lock briefly.
 _BUSY_TIMEOUT_MS = 5_000
+# Spooled events and dead letters are what the agent logged (messages, tool inputs): a
+# folder the spool creates and a spool file it creates are readable by their owner only
+# (SQLite gives -wal and -shm the file's mode). Existing ones keep their permissions.
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -87,8 +93,8 @@ class Spool:
     Thread-safe: one connection behind a lock; every method is short (no network).
 
     Args:
-        path: SQLite file to use (its directory is created), or ``None`` for an
-            in-memory spool that does not survive the process.
+        path: SQLite file to use (created 0600 if missing, its directory 0700), or
+            ``None`` for an in-memory spool that does not survive the process.
         max_bytes: Cap on the sum of stored body sizes in bytes, dead letters
             included. Adding past it drops the oldest dead letters first (the server
             already refused them), then the oldest rows, and logs a warning with the
@@ -96,6 +102,7 @@ class Spool:
 
     Raises:
         sqlite3.Error: The file cannot be opened or is not a spool.
+        OSError: The folder or the file cannot be created.
     """
 
     def __init__(self, path: Path | None, max_bytes: int) -> None:
@@ -103,7 +110,9 @@ class Spool:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+            # Created before SQLite opens it: its -wal and -shm get the file's mode.
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, _FILE_MODE))
             target = str(path)
         else:
             target = ":memory:"

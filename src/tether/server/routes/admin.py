@@ -1,24 +1,37 @@
-"""``/v1/admin``: the embedding outbox's dead letters, replay, and memory reindexing.
-
-Local mode has no auth; once API keys exist these routes need the ``admin`` scope.
+"""``/v1/admin``: API keys, the audit log, the embedding outbox's dead letters, replay,
+and memory reindexing. Every route needs an ``admin`` key of the tenant it acts on
+(local mode: the ``default`` tenant); see :mod:`tether.server.access`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import Field
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tether.domain.common import MAX_SAFE_INT, Count, Strict, StrictBool
-from tether.server.bodies import JSONRoute
-from tether.server.deps import ContextDep, ServicesDep
+from tether.domain.keys import AdminKeyIn, ScopedKeyIn, key_body_model
+from tether.domain.records import ApiKey, NewApiKey
+from tether.server.bodies import JSONRoute, openapi_body, read_json, validate
+from tether.server.deps import ContextDep, ServicesDep, context_of, services_of
 from tether.server.envelope import ok
-from tether.server.shapes import JobPage, Reindexing, Replayed, returns
+from tether.server.shapes import (
+    AuditPage,
+    JobPage,
+    KeyList,
+    Reindexing,
+    Replayed,
+    returns,
+    with_errors,
+)
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=JSONRoute)
+
+#: Bodies parsed by hand (documented through ``openapi_body``).
+BODY_MODELS: list[type[BaseModel]] = [AdminKeyIn, ScopedKeyIn]
 
 
 class ReplayIn(Strict):
@@ -65,3 +78,55 @@ async def reindex(
     Progress shows as ``index_backlog`` in ``GET /v1/memory/stats``."""
     queued = await svc.memory.reindex(ctx, everything=body.all if body else False)
     return ok(request, Reindexing(queued, svc.memory.embedder.name))
+
+
+@router.post(
+    "/keys",
+    operation_id="admin.keys.create",
+    responses=returns(NewApiKey, status=201),
+    openapi_extra=openapi_body(AdminKeyIn, ScopedKeyIn),
+)
+async def create_key(request: Request) -> Response:
+    """Create an API key of the caller's tenant: ``{key: {...}, secret: "tk_..."}``. The
+    secret is shown this once; the store keeps only its SHA-256."""
+    raw = await read_json(request)
+    body = validate(key_body_model(raw), raw)
+    ctx = context_of(request)
+    made = await services_of(request).keys.create(ctx, ctx.tenant_id, body)
+    return ok(request, made, status=201)
+
+
+@router.get("/keys", operation_id="admin.keys.list", responses=returns(KeyList))
+async def list_keys(request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
+    """The tenant's keys, revoked ones too (never their secrets)."""
+    return ok(request, KeyList(await svc.keys.list(ctx.tenant_id)))
+
+
+@router.delete(
+    "/keys/{key_id}",
+    operation_id="admin.keys.revoke",
+    responses=with_errors(returns(ApiKey), 404),
+)
+async def revoke_key(
+    request: Request,
+    svc: ServicesDep,
+    ctx: ContextDep,
+    key_id: Annotated[str, Path(min_length=26, max_length=26, pattern=r"^[0-9A-Z]{26}$")],
+) -> Response:
+    """Revoke one of the tenant's keys; it stops working on every replica within a
+    second. Revoking again is a no-op (the first revocation time stays)."""
+    return ok(request, await svc.keys.revoke(ctx, ctx.tenant_id, key_id))
+
+
+@router.get("/audit", operation_id="admin.audit.list", responses=returns(AuditPage))
+async def audit(
+    request: Request,
+    svc: ServicesDep,
+    ctx: ContextDep,
+    after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """The tenant's audit log, oldest first: key created and revoked, purges, reindexing,
+    exports, outbox replays, bursts of failed authentication; ``next_after`` continues."""
+    items, nxt = await svc.audit.page(ctx.tenant_id, after=after, limit=limit)
+    return ok(request, AuditPage(items, nxt))

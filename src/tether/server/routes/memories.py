@@ -205,7 +205,7 @@ async def export(
     ``embedding: {model, dim, vector}`` (base64 of little-endian float32), which an import
     into a server with the same model stores instead of embedding the text again.
     """
-    return NDJSONStream(svc.memory.export(ctx, f, vectors=vectors))
+    return NDJSONStream(await svc.memory.export(ctx, f, vectors=vectors))
 
 
 @router.post(
@@ -310,8 +310,9 @@ async def patch_memory(
 async def delete_memory(
     memory_id: str, request: Request, svc: ServicesDep, ctx: ContextDep, purge: bool = False
 ) -> Response:
-    """Tombstone (hidden from get and search; history kept). ``purge=true`` hard-deletes the
-    row and blanks its history's text (to be admin-only once API keys exist)."""
+    """Tombstone (hidden from get, history and search unless ``include_deleted``; history
+    kept). ``purge=true`` (an ``admin`` key) hard-deletes the row and blanks its history's
+    text."""
     return ok(request, await svc.memory.forget(ctx, memory_id, purge=purge))
 
 
@@ -327,10 +328,15 @@ async def memory_history(
     ctx: ContextDep,
     after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    include_deleted: bool = False,
 ) -> Response:
     """The memory's changes with ``lsn > after`` in lsn order:
-    ``{items: [{lsn, op, version, at, memory}], next_after}`` (``null`` on the last page)."""
-    items, nxt = await svc.memory.history(ctx, memory_id, after=after, limit=limit)
+    ``{items: [{lsn, op, version, at, memory}], next_after}`` (``null`` on the last page).
+    A forgotten memory's history needs ``include_deleted=true`` (as its ``GET``); a
+    purged one has none."""
+    items, nxt = await svc.memory.history(
+        ctx, memory_id, after=after, limit=limit, include_deleted=include_deleted
+    )
     return ok(request, ChangePage(items, nxt))
 
 

@@ -16,6 +16,7 @@ _IDENTITY = {
     "goals": "pk",
     "memories": "pk",
     "memory_outbox": "id",
+    "audit_log": "seq",
 }
 
 

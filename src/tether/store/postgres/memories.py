@@ -31,6 +31,11 @@ def filter_sql(f: MemoryFilter, tenant_id: str, now: int) -> tuple[str, list[Any
     if f.namespaces:
         clauses.append("m.namespace = ANY(%s::text[])")
         params.append(list(f.namespaces))
+    if f.namespace_prefixes:
+        clauses.append(
+            "(" + " OR ".join(["starts_with(m.namespace, %s)"] * len(f.namespace_prefixes)) + ")"
+        )
+        params.extend(f.namespace_prefixes)
     if f.kinds:
         clauses.append("m.kind = ANY(%s::text[])")
         params.append(list(f.kinds))

@@ -8,7 +8,7 @@ a group-commit writer per process, a reader pool) under the contract's methods
 from __future__ import annotations
 
 from tether.store.backend import BackendStore, SqlModules
-from tether.store.postgres import copy, events, feed, memories, outbox, recall, sessions
+from tether.store.postgres import copy, events, feed, keys, memories, outbox, recall, sessions
 from tether.store.postgres.engine import PostgresEngine
 
 __all__ = ["PostgresStore"]
@@ -21,6 +21,7 @@ _SQL = SqlModules(
     recall=recall,
     feed=feed,
     copy=copy,
+    keys=keys,
 )
 
 

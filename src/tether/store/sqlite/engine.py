@@ -128,6 +128,11 @@ _PROBE_SPACE_BYTES = 4 * 1024 * 1024
 # probe; with it 0.38 ms (p95 0.74) on ext4, 1.97 ms (p95 2.67) on tmpfs, which zeroes the
 # 4 MiB it allocates. A probe queued behind the idle TRUNCATE of a 52 MB WAL waits ~130 ms.
 _CHECK_TIMEOUT_S = 1.0
+# Sessions and memories are private: a folder Tether creates for the database is the
+# owner's only, and so is a database file it creates (and, through SQLite copying the
+# database file's mode, its -wal and -shm). The umask can only narrow these.
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
 
 
 def _null(value: None) -> None:
@@ -222,14 +227,41 @@ def _unavailable(exc: BaseException, op: Literal["read", "write"]) -> Unavailabl
     return Unavailable(f"store {op} failed: {message}", details=details)
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (``_FILE_MODE``) if missing,
+    before SQLite first opens it: SQLite gives the ``-wal`` and ``-shm`` files it creates
+    the database file's permissions. An existing file keeps its permissions (they are the
+    user's); if it is readable by group or others, log a warning saying so.
+
+    Raises:
+        Unavailable: the file cannot be created or read (its message names the path).
+    """
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, _FILE_MODE))
+        mode = path.stat().st_mode & 0o777
+    except OSError as exc:
+        raise Unavailable(f"cannot write the database file {path} ({exc.strerror or exc})") from exc
+    if mode & 0o044:
+        log.warning(
+            "the database %s is readable by other users (mode %03o); to keep it private: "
+            "chmod 600 %s %s-wal %s-shm",
+            path,
+            mode,
+            path,
+            path,
+            path,
+        )
+
+
 def check_writable(path: Path) -> None:
     """Check that a database at ``path`` can be created and written, before opening it.
 
-    Creates the directory (and parents) if missing, creates and removes an unnamed file in
-    it (SQLite creates ``-wal`` and ``-shm`` files beside the database, so the directory
-    must be writable even when the database exists), and opens the database file for
-    writing if it exists. Nothing is left behind. :meth:`SQLiteStore.start` calls it; so
-    does ``tether serve``, to exit with one line instead of a traceback.
+    Creates the directory if missing (0700: the owner's only; missing parents as the umask
+    says), creates and removes an unnamed file in it (SQLite creates ``-wal`` and ``-shm``
+    files beside the database, so the directory must be writable even when the database
+    exists), and opens the database file for writing if it exists. Nothing else is left
+    behind. :meth:`SQLiteStore.start` calls it; so does ``tether serve``, to exit with one
+    line instead of a traceback.
 
     Raises:
         Unavailable: the message names the path and the OS error, e.g.
@@ -237,7 +269,7 @@ def check_writable(path: Path) -> None:
     """
     directory = path.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
     except OSError as exc:
         raise Unavailable(
             f"cannot create the database directory {directory} ({exc.strerror or exc})"
@@ -297,6 +329,9 @@ class SQLiteEngine(GroupCommitEngine):
     async def start(self) -> None:
         """Apply migrations, open the writer and reader connections. Idempotent.
 
+        A database file it creates (and so its ``-wal`` and ``-shm``) is 0600, its folder
+        0700; an existing file readable by other users is logged as a warning.
+
         Raises:
             Unavailable: the database's directory or file cannot be written
                 (see :func:`check_writable`).
@@ -312,6 +347,7 @@ class SQLiteEngine(GroupCommitEngine):
         # A registered adapter is found at once. Process-wide, and None still binds as
         # NULL, so other sqlite3 users see no change but the speed.
         sqlite3.register_adapter(types.NoneType, _null)
+        await asyncio.to_thread(_create_private, self.path)
         await asyncio.to_thread(upgrade, self.path)
         self._wconn = _connect(self.path, self.synchronous, readonly=False)
         self._wconn.execute("PRAGMA wal_autocheckpoint=0")

@@ -32,6 +32,14 @@ def filter_sql(f: MemoryFilter, tenant_id: str, now: int) -> tuple[str, list[Any
     if f.namespaces:
         clauses.append(f"m.namespace IN ({','.join('?' * len(f.namespaces))})")
         params.extend(f.namespaces)
+    if f.namespace_prefixes:  # case-sensitive (LIKE would fold ASCII case)
+        clauses.append(
+            "("
+            + " OR ".join(["substr(m.namespace, 1, length(?))=?"] * len(f.namespace_prefixes))
+            + ")"
+        )
+        for prefix in f.namespace_prefixes:
+            params.extend([prefix, prefix])
     if f.kinds:
         clauses.append(f"m.kind IN ({','.join('?' * len(f.kinds))})")
         params.extend(f.kinds)

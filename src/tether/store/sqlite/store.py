@@ -14,7 +14,7 @@ from typing import Literal
 
 from tether.domain.text import analyze
 from tether.store.backend import BackendStore, SqlModules
-from tether.store.sqlite import copy, events, feed, memories, outbox, recall, sessions
+from tether.store.sqlite import copy, events, feed, keys, memories, outbox, recall, sessions
 from tether.store.sqlite.engine import SQLiteEngine
 
 __all__ = ["SQLiteStore"]
@@ -27,6 +27,7 @@ _SQL = SqlModules(
     recall=recall,
     feed=feed,
     copy=copy,
+    keys=keys,
 )
 
 

@@ -1,0 +1,145 @@
+"""The security stage of the request pipeline: host, origin, API key, rate limit.
+
+Pure ASGI, between :class:`~tether.server.envelope.RequestMiddleware` (outermost:
+correlation id, body limits) and the fast lane, so every route, the hot ingest routes
+included, passes it. For each HTTP request, in order:
+
+1. **Host.** A ``Host`` outside ``TETHER_ALLOWED_HOSTS`` (loopback names by default) is
+   421: a web page cannot reach a local Tether through DNS rebinding.
+2. **Origin.** A request that can change state (POST, PUT, PATCH, DELETE) and carries an
+   ``Origin`` outside ``TETHER_CORS_ORIGINS`` is 403: browsers send ``Origin`` on
+   cross-site requests, including the ones they send without a CORS preflight, so no
+   other site can make a visitor's browser change anything. Clients that are not
+   browsers (the SDK, curl) send no ``Origin``.
+3. **Key.** ``Authorization: Bearer tk_...`` is authenticated (401 if it is not a live
+   key). Without one, the caller is local mode's (tenant ``default``, every scope) when
+   no live key exists, auth is not required and the request came to a loopback address;
+   otherwise it has no identity, and every route but the health checks answers 401
+   (:func:`tether.server.access.authorize`, per route).
+4. **Rate.** A key's request spends a token of its bucket (429 and ``Retry-After``).
+
+The caller's :class:`~tether.services.context.RequestContext` goes into the ASGI scope.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Final
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tether.config import Settings
+from tether.errors import Forbidden, TetherError, Unauthorized
+from tether.server.access import CONTEXT_KEY
+from tether.server.envelope import correlation_id
+from tether.server.errors import error_response
+from tether.services.context import RequestContext
+from tether.services.keys import Authenticator
+from tether.services.ratelimit import RateLimiter
+
+__all__ = ["AuthMiddleware", "is_loopback"]
+
+_UNSAFE: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for ``localhost``, 127.0.0.0/8, ``::1`` (and a Unix socket: ``None``)."""
+    if host is None or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(value: str) -> str:
+    """The host of a ``Host`` header, without the port (``[::1]:7117`` -> ``[::1]``)."""
+    if value.startswith("["):
+        return value[: value.find("]") + 1] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class AuthMiddleware:
+    """See the module docstring.
+
+    Args:
+        authenticator: API keys and local mode.
+        limiter: per-key rate limits.
+        settings: allowed hosts and CORS origins.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        settings: Settings,
+    ) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.any_host = "*" in settings.allowed_hosts
+        self.hosts = frozenset(h.lower() for h in settings.allowed_hosts)
+        self.origins = frozenset(settings.cors_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = origin = authorization = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        try:
+            if not self.any_host and _host_name(host or "").lower() not in self.hosts:
+                await self._send(scope, receive, send, _misdirected(host))
+                return
+            if origin is not None and scope["method"] in _UNSAFE and origin not in self.origins:
+                raise Forbidden(
+                    f"cross-origin requests from {origin} may not change anything "
+                    "(allow the origin with TETHER_CORS_ORIGINS)"
+                )
+            ctx = await self._caller(scope, authorization)
+            scope[CONTEXT_KEY] = ctx
+            if ctx is not None and ctx.key_id is not None:
+                await self.limiter.check(ctx.key_id, ctx.scope)
+        except TetherError as exc:
+            await self._send(scope, receive, send, exc)
+            return
+        await self.app(scope, receive, send)
+
+    async def _caller(self, scope: Scope, authorization: str | None) -> RequestContext | None:
+        cid = correlation_id(scope)
+        if authorization is not None:
+            kind, _, token = authorization.partition(" ")
+            if kind.lower() != "bearer" or not token.strip():
+                raise Unauthorized("send the API key as Authorization: Bearer tk_...")
+            return await self.authenticator.authenticate(token.strip(), correlation_id=cid)
+        if not await self.authenticator.local_mode():
+            return None
+        server = scope.get("server")
+        if not is_loopback(server[0] if server else None):
+            raise Unauthorized(
+                "this server has no API keys, so it answers requests to its loopback address "
+                "only: create a key (`tether keys create`) to serve other addresses"
+            )
+        return RequestContext(correlation_id=cid)
+
+    async def _send(self, scope: Scope, receive: Receive, send: Send, exc: TetherError) -> None:
+        await error_response(scope, exc)(scope, receive, send)
+
+
+class _Misdirected(TetherError):
+    code = "misdirected_request"
+    status = 421
+
+
+def _misdirected(host: str | None) -> TetherError:
+    return _Misdirected(
+        f"this server does not answer for host {host!r} (allow it with TETHER_ALLOWED_HOSTS)"
+    )
