@@ -24,6 +24,7 @@ from tests.services import (
     PostgresService,
     RedisService,
     ServiceUnavailable,
+    new_database,
     skip_or_fail,
     start_postgres,
     start_redis,
@@ -67,6 +68,30 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
         srv = TetherServer(db or tmp_path / "tether.db", env=env, home=tmp_path)
         made.append(srv)
         return srv.start()
+
+    yield make
+    for srv in made:
+        srv.stop()
+
+
+ReplicaFactory = Callable[..., list[TetherServer]]
+
+
+@pytest.fixture
+def replica_factory(
+    postgres_service: PostgresService, redis_service: RedisService, tmp_path: Path
+) -> Iterator[ReplicaFactory]:
+    """Start replicas on demand: ``replica_factory(n=2, env=None)`` starts ``n`` servers
+    on one new PostgreSQL database and the session's Redis (``TETHER_REDIS_URL``), each
+    with its own home; all stop at teardown."""
+    made: list[TetherServer] = []
+
+    def make(n: int = 2, env: dict[str, str] | None = None) -> list[TetherServer]:
+        url = new_database(postgres_service)
+        env = {"TETHER_REDIS_URL": redis_service.url, **(env or {})}
+        group = [TetherServer(url, home=tmp_path / f"r{len(made) + i}", env=env) for i in range(n)]
+        made.extend(group)
+        return [srv.start() for srv in group]
 
     yield make
     for srv in made:

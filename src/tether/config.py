@@ -122,6 +122,15 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest session state document (compact JSON, bytes) a patch may produce.",
     )
+    live_max_queue: int = Field(
+        default=10_000,
+        ge=10,
+        le=1_000_000,
+        description=(
+            "Events a live stream (WebSocket channel, SSE) may hold unsent for a slow "
+            "client; one more and it gets an overflow message with its cursor and is closed."
+        ),
+    )
     max_page_bytes: int = Field(
         default=4 * 1024 * 1024,
         ge=64 * 1024,

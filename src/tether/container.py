@@ -22,6 +22,7 @@ from tether.domain.changes import MEMORY_TOPIC, Change
 from tether.errors import Unavailable
 from tether.services import EventService, SessionService
 from tether.services.keys import AuditLog, Authenticator, KeyService
+from tether.services.live import LiveService
 from tether.services.memory import MemoryService, build_memory
 from tether.services.ratelimit import RateLimiter
 from tether.store.base import Store
@@ -115,6 +116,12 @@ class Container:
             max_page_bytes=settings.max_page_bytes,
         )
         self.events = EventService(self.store, max_page_bytes=settings.max_page_bytes)
+        self.live = LiveService(
+            self.store,
+            self.bus,
+            max_page_bytes=settings.max_page_bytes,
+            max_queue=settings.live_max_queue,
+        )
         self.audit = AuditLog(self.store)
         self.memory.audit = self.audit
         self.authenticator = Authenticator(self.store, settings, self.audit)
@@ -148,6 +155,7 @@ class Container:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
+        await self.live.close()
         await self.indexer.stop()
         await self.memory.drain()
         await self.authenticator.stop()

@@ -10,14 +10,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.services import PostgresService, RedisService, new_database
 from tether.testing import TetherServer, free_port
 from tether_client import Client
 
@@ -29,24 +28,11 @@ def _bearer(secret: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def replicas(
-    postgres_service: PostgresService, redis_service: RedisService, tmp_path: Path
-) -> Iterator[list[TetherServer]]:
+def replicas(replica_factory: Callable[..., list[TetherServer]]) -> list[TetherServer]:
     """Two replicas on one PostgreSQL database and one Redis, auth required, reads
     limited to 5 requests/s with a 2 s burst (10 tokens) per key."""
-    url = new_database(postgres_service)
-    env = {
-        **AUTH,
-        "TETHER_REDIS_URL": redis_service.url,
-        "TETHER_RATE_LIMIT_READ": "5",
-        "TETHER_RATE_LIMIT_BURST_S": "2",
-    }
-    made = [TetherServer(url, home=tmp_path / f"r{i}", env=env) for i in (1, 2)]
-    try:
-        yield [srv.start() for srv in made]
-    finally:
-        for srv in made:
-            srv.stop()
+    env = {**AUTH, "TETHER_RATE_LIMIT_READ": "5", "TETHER_RATE_LIMIT_BURST_S": "2"}
+    return replica_factory(2, env)
 
 
 @pytest.mark.postgres

@@ -57,6 +57,7 @@ MATRIX: dict[str, tuple[str, str]] = {
     "sessions.goals.create": ("missing", "-"),
     "sessions.goals.update": ("missing", "-"),
     "sessions.agents.spawn": ("missing", "-"),
+    "sessions.stream": ("missing", "-"),
     "events.list": ("missing", "-"),
     "events.append": ("missing", "-"),
     "sessions.create": ("own", "-"),
@@ -211,8 +212,24 @@ def _body(op_id: str, w: World, namespace: str | None = None) -> dict[str, Any]:
     return {"json": body}
 
 
+def _streams(openapi: dict[str, Any]) -> set[str]:
+    """Operations whose 200 is a live stream (``text/event-stream``) that never ends."""
+    return {
+        op["operationId"]
+        for item in openapi["paths"].values()
+        for op in item.values()
+        if "text/event-stream" in op["responses"].get("200", {}).get("content", {})
+    }
+
+
 def _call(client: httpx.Client, w: World, op_id: str, method: str, path: str, **kw: Any) -> Any:
-    return client.request(method, path.format(**w.ids), **kw)
+    """The response; a live stream's (which never ends) with its body unread."""
+    if op_id not in _streams(w.openapi):
+        return client.request(method, path.format(**w.ids), **kw)
+    with client.stream(method, path.format(**w.ids), **kw) as response:
+        if response.status_code >= 300:
+            response.read()
+        return response
 
 
 def _leaks(w: World, text: str, names: set[str] | None = None) -> list[str]:

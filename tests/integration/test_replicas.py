@@ -13,14 +13,12 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.services import PostgresService, RedisService, new_database
 from tether.testing import TetherServer, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -30,16 +28,10 @@ _LOAD_SECONDS = 2.5
 
 @pytest.fixture
 def replicas(
-    postgres_service: PostgresService, redis_service: RedisService, tmp_path: Path
-) -> Iterator[tuple[TetherServer, TetherServer]]:
-    url = new_database(postgres_service)
-    env = {"TETHER_REDIS_URL": redis_service.url}
-    made = [TetherServer(url, home=tmp_path / f"r{i}", env=env) for i in (1, 2)]
-    try:
-        yield made[0].start(), made[1].start()
-    finally:
-        for srv in made:
-            srv.stop()
+    replica_factory: Callable[..., list[TetherServer]],
+) -> tuple[TetherServer, TetherServer]:
+    one, two = replica_factory(2)
+    return one, two
 
 
 def _post_events(client: httpx.Client, sid: str, keys: list[str]) -> httpx.Response:

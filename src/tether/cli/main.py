@@ -82,7 +82,7 @@ def serve(
         log_config=None,
         loop="uvloop",
         http="httptools",
-        ws="none",
+        ws="websockets-sansio",  # WS /v1/ws (services/live.py)
         lifespan="on",
         timeout_graceful_shutdown=5,
     )

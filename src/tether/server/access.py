@@ -44,6 +44,7 @@ ACCESS: Final[dict[str, Scope | None]] = {
     "sessions.goals.create": W,
     "sessions.goals.update": W,
     "sessions.agents.spawn": W,
+    "sessions.stream": R,
     "events.append": W,
     "events.list": R,
     "events.batch": W,

@@ -19,7 +19,7 @@ from tether.server.auth import AuthMiddleware, is_loopback
 from tether.server.bodies import install_openapi
 from tether.server.envelope import RequestMiddleware
 from tether.server.fastlane import FastLane
-from tether.server.routes import admin, events, health, memories, sessions
+from tether.server.routes import admin, events, health, live, memories, sessions
 
 log = logging.getLogger("tether.server")
 
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.services = container
     errors.install(app)
     # Hot ingest routes first: FastAPI matches included routers in order.
-    for module in (events, memories, sessions, health, admin):
+    for module in (events, memories, sessions, live, health, admin):
         app.include_router(module.router)
     install_openapi(app, [*events.BODY_MODELS, *memories.BODY_MODELS, *admin.BODY_MODELS])
     # The request pipeline, innermost first (each add_middleware wraps what is there):

@@ -84,6 +84,9 @@ class AuthMiddleware:
         self.origins = frozenset(settings.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -111,6 +114,33 @@ class AuthMiddleware:
         except TetherError as exc:
             await self._send(scope, receive, send, exc)
             return
+        await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same checks for a WebSocket handshake; a refusal closes it before it is
+        accepted (the client sees HTTP 403). Every browser sends ``Origin`` on a WebSocket
+        handshake, so only listed origins (or none, for non-browser clients) may connect:
+        no other site can open a socket in a visitor's browser. Without a key the caller
+        is local mode's, or has no identity yet and must send an ``auth`` message first
+        (the endpoint checks it)."""
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1")
+        origin = headers.get(b"origin")
+        authorization = headers.get(b"authorization")
+        try:
+            if not self.any_host and _host_name(host).lower() not in self.hosts:
+                raise _misdirected(host)
+            if origin is not None and origin.decode("latin-1") not in self.origins:
+                raise Forbidden("cross-origin WebSocket connections are refused")
+            ctx = await self._caller(
+                scope, None if authorization is None else authorization.decode("latin-1")
+            )
+            if ctx is not None and ctx.key_id is not None:
+                await self.limiter.check(ctx.key_id, ctx.scope)
+        except TetherError:
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        scope[CONTEXT_KEY] = ctx
         await self.app(scope, receive, send)
 
     async def _caller(self, scope: Scope, authorization: str | None) -> RequestContext | None:

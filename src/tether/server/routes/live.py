@@ -1,0 +1,287 @@
+"""Live streams over Server-Sent Events: ``GET /v1/sessions/{session_id}/stream``.
+
+Each stored event of the session after the cursor is one SSE message, ``event: event``,
+``id: <seq>``, ``data: <the event as JSON>``: first the backlog, then live, each event
+once and in ``seq`` order (:class:`tether.services.live.LiveService`). The cursor is
+``Last-Event-ID`` (what an ``EventSource`` sends when it reconnects) or else ``after``;
+``0`` by default (from the first event). A comment line is sent every 15 s so proxies keep
+the connection. A client that falls ``TETHER_LIVE_MAX_QUEUE`` (10,000) events behind gets
+``event: overflow`` with ``data: {"cursor": <seq>}`` (the last one it was sent) and the
+stream ends: reconnect with that cursor.
+
+``WS /v1/ws`` carries the same streams as channels (``session:<id>``), several per
+connection; the protocol is in docs/live.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final, Literal
+
+import orjson
+from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tether.domain.common import MAX_SAFE_INT
+from tether.domain.records import Event
+from tether.errors import NotFound, RateLimited, TetherError, Unauthorized
+from tether.server.access import CONTEXT_KEY
+from tether.server.bodies import DECIMAL_PATTERN, JSONRoute, parse_decimal
+from tether.server.deps import ContextDep, ServicesDep
+from tether.server.envelope import correlation_id
+from tether.server.errors import field_errors
+from tether.services.context import RequestContext
+from tether.services.live import LiveOverflow
+
+router = APIRouter(tags=["live"], route_class=JSONRoute)
+
+#: Seconds between keep-alive comments on an idle stream.
+PING_S: Final = 15
+
+_STREAM = {
+    200: {
+        "description": "Server-Sent Events (text/event-stream), one per stored event; not "
+        "enveloped.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(
+    "/v1/sessions/{session_id}/stream",
+    operation_id="sessions.stream",
+    responses=_STREAM,  # type: ignore[arg-type]
+    response_class=EventSourceResponse,
+)
+async def stream_session(
+    session_id: str,
+    request: Request,
+    svc: ServicesDep,
+    ctx: ContextDep,
+    after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT, description="Events after this seq.")] = 0,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            pattern=DECIMAL_PATTERN,
+            description="The seq of the last event received (an EventSource reconnecting); "
+            "wins over `after`.",
+        ),
+    ] = None,
+) -> Response:
+    """The session's events after the cursor as Server-Sent Events, backlog then live."""
+    cursor = after
+    if last_event_id is not None:
+        cursor = parse_decimal(
+            last_event_id, ["header", "Last-Event-ID"], "Last-Event-ID is not a seq"
+        )
+    batches = await svc.live.follow_session(ctx, session_id, after=cursor)
+    return EventSourceResponse(_messages(batches), ping=PING_S)
+
+
+async def _messages(batches: AsyncIterator[list[Event]]) -> AsyncIterator[ServerSentEvent]:
+    try:
+        async for batch in batches:
+            for event in batch:
+                yield ServerSentEvent(
+                    orjson.dumps(event).decode(), event="event", id=str(event.seq)
+                )
+    except LiveOverflow as exc:
+        yield ServerSentEvent(orjson.dumps({"cursor": exc.cursor}).decode(), event="overflow")
+    finally:
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+# -- WebSocket ----------------------------------------------------------------------------
+#: Seconds between server heartbeats; and how long a connection without a key may take
+#: to send its ``auth`` message.
+HEARTBEAT_S: Final = 15.0
+AUTH_WAIT_S: Final = 10.0
+#: Close codes (RFC 6455 §7.4.2 leaves 4000-4999 to applications).
+CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_FORBIDDEN: Final = 4403
+CLOSE_OVERFLOW: Final = 4008
+
+
+class _Auth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    op: Literal["auth"]
+    key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class _Subscribe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    op: Literal["subscribe", "unsubscribe"]
+    channels: Annotated[
+        list[Annotated[str, StringConstraints(max_length=300)]], Field(min_length=1, max_length=100)
+    ]
+    cursor: dict[str, Annotated[int, Field(ge=0, le=MAX_SAFE_INT)]] = Field(default_factory=dict)
+
+
+class _Ping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    op: Literal["ping"]
+
+
+_CLIENT_MESSAGE: Final = TypeAdapter(
+    Annotated[_Auth | _Subscribe | _Ping, Field(discriminator="op")]
+)
+
+
+@router.websocket("/v1/ws")
+async def websocket(ws: WebSocket) -> None:
+    """``WS /v1/ws``: subscribe to channels, receive what is committed (see docs/live.md)."""
+    await ws.accept()
+    conn = _Connection(ws, services_of_ws(ws))
+    await conn.run()
+
+
+def services_of_ws(ws: WebSocket) -> Any:
+    return ws.app.state.services
+
+
+class _Connection:
+    """One WebSocket client: its identity, its channels and their pump tasks."""
+
+    def __init__(self, ws: WebSocket, svc: Any) -> None:
+        self.ws = ws
+        self.svc = svc
+        self.ctx: RequestContext | None = ws.scope.get(CONTEXT_KEY)
+        self.pumps: dict[str, asyncio.Task[None]] = {}
+        self.send_lock = asyncio.Lock()
+        self.closed = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self.send_lock:
+            if not self.closed:
+                await self.ws.send_text(orjson.dumps(message).decode())
+
+    async def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=code, reason=reason[:120])
+
+    async def run(self) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            if self.ctx is None and not await self._authenticate():
+                return
+            while not self.closed:
+                try:
+                    raw = await self.ws.receive_text()
+                except WebSocketDisconnect:
+                    return
+                await self._handle(raw)
+        except WebSocketDisconnect:
+            return
+        finally:
+            self.closed = True
+            heartbeat.cancel()
+            for task in self.pumps.values():
+                task.cancel()
+            await asyncio.gather(heartbeat, *self.pumps.values(), return_exceptions=True)
+
+    async def _authenticate(self) -> bool:
+        """Without a key in the handshake, the first message must be ``auth``."""
+        try:
+            raw = await asyncio.wait_for(self.ws.receive_text(), AUTH_WAIT_S)
+            message = _CLIENT_MESSAGE.validate_json(raw)
+            if not isinstance(message, _Auth):
+                raise Unauthorized('send {"op": "auth", "key": "tk_..."} first')
+            self.ctx = await self.svc.authenticator.authenticate(
+                message.key, correlation_id=correlation_id(self.ws.scope)
+            )
+            await self.svc.limiter.check(self.ctx.key_id or "", self.ctx.scope)
+        except (TimeoutError, ValidationError, Unauthorized, RateLimited) as exc:
+            text = exc.message if isinstance(exc, TetherError) else "an auth message is required"
+            await self.send({"type": "error", "code": "unauthorized", "message": text})
+            await self.close(CLOSE_UNAUTHORIZED, text)
+            return False
+        await self.send({"type": "authenticated", "tenant": self.ctx.tenant_id})
+        return True
+
+    async def _handle(self, raw: str) -> None:
+        try:
+            message = _CLIENT_MESSAGE.validate_json(raw)
+        except ValidationError as exc:
+            await self.send(
+                {
+                    "type": "error",
+                    "code": "invalid_input",
+                    "message": "not a client message",
+                    "details": field_errors(exc.errors()),
+                }
+            )
+            return
+        if isinstance(message, _Ping):
+            await self.send({"type": "pong"})
+        elif isinstance(message, _Auth):
+            await self.send(
+                {"type": "error", "code": "invalid_input", "message": "already authenticated"}
+            )
+        elif message.op == "subscribe":
+            for channel in message.channels:
+                await self._subscribe(channel, message.cursor.get(channel, 0))
+        else:
+            for channel in message.channels:
+                task = self.pumps.pop(channel, None)
+                if task is not None:
+                    task.cancel()
+                await self.send({"type": "unsubscribed", "channel": channel})
+
+    async def _subscribe(self, channel: str, cursor: int) -> None:
+        assert self.ctx is not None
+        if channel in self.pumps:
+            await self.send({"type": "subscribed", "channel": channel})
+            return
+        kind, _, ident = channel.partition(":")
+        if kind != "session" or not ident:
+            await self.send(
+                {
+                    "type": "error",
+                    "channel": channel,
+                    "code": "invalid_input",
+                    "message": "channels: session:<id>",
+                }
+            )
+            return
+        try:
+            batches = await self.svc.live.follow_session(self.ctx, ident, after=cursor)
+        except NotFound as exc:
+            await self.send(
+                {"type": "error", "channel": channel, "code": "not_found", "message": exc.message}
+            )
+            return
+        self.pumps[channel] = asyncio.create_task(self._pump(channel, batches))
+        await self.send({"type": "subscribed", "channel": channel, "cursor": cursor})
+
+    async def _pump(self, channel: str, batches: AsyncIterator[list[Event]]) -> None:
+        try:
+            async for batch in batches:
+                for event in batch:
+                    await self.send(
+                        {"channel": channel, "type": "event", "cursor": event.seq, "data": event}
+                    )
+        except LiveOverflow as exc:
+            await self.send({"channel": channel, "type": "overflow", "cursor": exc.cursor})
+            await self.close(CLOSE_OVERFLOW, f"{channel} fell behind; resume after {exc.cursor}")
+        except (WebSocketDisconnect, RuntimeError):
+            self.closed = True
+        finally:
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    async def _heartbeat(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(HEARTBEAT_S)
+            with contextlib.suppress(Exception):
+                await self.send({"type": "heartbeat"})

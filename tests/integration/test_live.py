@@ -1,0 +1,308 @@
+"""Live session streams over a real WebSocket client (``websockets``) and a real SSE reader
+(httpx streaming, parsed per the WHATWG event-stream format), against real servers on
+both stores and across two replicas on PostgreSQL + Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from tests.integration import stalled_ws
+from tether.testing import TetherServer
+
+Factory = Callable[..., TetherServer]
+
+
+def _ws_url(srv: TetherServer) -> str:
+    return srv.url.replace("http://", "ws://") + "/v1/ws"
+
+
+def _post(
+    srv: TetherServer, sid: str, names: list[str], headers: dict[str, str] | None = None
+) -> None:
+    body = {"events": [{"kind": "log", "name": n, "idempotency_key": n} for n in names]}
+    r = httpx.post(f"{srv.url}/v1/sessions/{sid}/events", json=body, headers=headers, timeout=30)
+    assert r.status_code == 201, r.text
+
+
+def _session(srv: TetherServer, sid: str, headers: dict[str, str] | None = None) -> None:
+    r = httpx.post(f"{srv.url}/v1/sessions", json={"id": sid}, headers=headers, timeout=30)
+    assert r.status_code == 201, r.text
+
+
+async def _ws_events(ws: Any, want: int, channel: str) -> list[dict[str, Any]]:
+    """Read until ``want`` events of ``channel`` arrived (10 s without one fails)."""
+    got: list[dict[str, Any]] = []
+    while len(got) < want:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert message.get("type") not in ("error", "overflow"), message
+        if message.get("type") == "event" and message["channel"] == channel:
+            got.append(message)
+    return got
+
+
+def _sse(response: httpx.Response) -> Iterator[dict[str, str]]:
+    """Messages of an event stream (fields ``event``, ``id``, ``data``; comments skipped)."""
+    message: dict[str, str] = {}
+    for line in response.iter_lines():
+        if not line:
+            if message:
+                yield message
+            message = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            message[name] = value.removeprefix(" ")
+
+
+def _read_sse(srv: TetherServer, sid: str, count: int, **kw: Any) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    with httpx.stream("GET", f"{srv.url}/v1/sessions/{sid}/stream", timeout=30, **kw) as r:
+        assert r.status_code == 200, r.read()
+        for message in _sse(r):
+            out.append(message)
+            if len(out) == count:
+                break
+    return out
+
+
+def test_sse_resumes_mid_session_and_after_a_disconnect_exactly_once(
+    server_factory: Factory, fresh_store: str
+) -> None:
+    srv = server_factory(fresh_store)
+    _session(srv, "sse-1")
+    _post(srv, "sse-1", [f"a{n}" for n in range(30)])
+    first = _read_sse(srv, "sse-1", 20, params={"after": 10})
+    assert [int(m["id"]) for m in first] == list(range(11, 31))
+    assert {m["event"] for m in first} == {"event"}
+    assert json.loads(first[0]["data"])["name"] == "a10"
+    # Disconnected at 30: 100 more are posted; reconnecting with Last-Event-ID brings
+    # exactly those (the header wins over ?after=).
+    _post(srv, "sse-1", [f"b{n}" for n in range(100)])
+    again = _read_sse(srv, "sse-1", 100, headers={"Last-Event-ID": "30"}, params={"after": 0})
+    assert [int(m["id"]) for m in again] == list(range(31, 131))
+    assert [json.loads(m["data"])["name"] for m in again] == [f"b{n}" for n in range(100)]
+
+
+def test_sse_delivers_live_events_and_refuses_unknown_sessions(
+    server_factory: Factory, fresh_store: str
+) -> None:
+    srv = server_factory(fresh_store)
+    _session(srv, "sse-live")
+    got: list[int] = []
+
+    async def main() -> None:
+        async def read() -> None:
+            async with (
+                httpx.AsyncClient(timeout=30) as client,
+                client.stream("GET", f"{srv.url}/v1/sessions/sse-live/stream") as r,
+            ):
+                async for line in r.aiter_lines():
+                    if line.startswith("id:"):
+                        got.append(int(line[3:]))
+                        if len(got) == 50:
+                            return
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.3)
+        for n in range(5):  # while the reader waits: each batch arrives live
+            await asyncio.to_thread(_post, srv, "sse-live", [f"live{n}-{i}" for i in range(10)])
+        await asyncio.wait_for(reader, 30)
+
+    asyncio.run(main())
+    assert got == list(range(1, 51))
+    assert httpx.get(f"{srv.url}/v1/sessions/nope/stream").status_code == 404
+    bad = httpx.get(f"{srv.url}/v1/sessions/sse-live/stream", headers={"Last-Event-ID": "x"})
+    assert bad.status_code == 422
+
+
+def test_websocket_cursor_resume_and_a_running_span_before_it_ends(
+    server_factory: Factory, fresh_store: str
+) -> None:
+    srv = server_factory(fresh_store)
+    _session(srv, "ws-1")
+    _post(srv, "ws-1", [f"a{n}" for n in range(10)])
+
+    async def main() -> None:
+        async with websockets.connect(_ws_url(srv)) as ws:
+            sub = {"op": "subscribe", "channels": ["session:ws-1"], "cursor": {"session:ws-1": 4}}
+            await ws.send(json.dumps(sub))
+            backlog = await _ws_events(ws, 6, "session:ws-1")
+            assert [m["cursor"] for m in backlog] == list(range(5, 11))
+            assert [m["data"]["seq"] for m in backlog] == list(range(5, 11))
+            # A stage that starts: its running event arrives while it runs.
+            running = {"kind": "tool", "name": "search", "status": "running", "span_id": "sp-1"}
+            r = await asyncio.to_thread(
+                httpx.post, f"{srv.url}/v1/sessions/ws-1/events", json=running, timeout=30
+            )
+            assert r.status_code == 201
+            (start,) = await _ws_events(ws, 1, "session:ws-1")
+            assert (start["data"]["status"], start["data"]["span_id"]) == ("running", "sp-1")
+            done = {**running, "status": "ok", "duration_ms": 12.5}
+            r = await asyncio.to_thread(
+                httpx.post, f"{srv.url}/v1/sessions/ws-1/events", json=done, timeout=30
+            )
+            (end,) = await _ws_events(ws, 1, "session:ws-1")
+            assert (end["data"]["status"], end["data"]["span_id"]) == ("ok", "sp-1")
+            assert end["cursor"] == start["cursor"] + 1
+            await ws.send(json.dumps({"op": "ping"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+        # Disconnected at 12; 100 more; a new connection with the cursor gets exactly them.
+        await asyncio.to_thread(_post, srv, "ws-1", [f"b{n}" for n in range(100)])
+        async with websockets.connect(_ws_url(srv)) as ws:
+            sub = {"op": "subscribe", "channels": ["session:ws-1"], "cursor": {"session:ws-1": 12}}
+            await ws.send(json.dumps(sub))
+            resumed = await _ws_events(ws, 100, "session:ws-1")
+            assert [m["cursor"] for m in resumed] == list(range(13, 113))
+            assert [m["data"]["name"] for m in resumed] == [f"b{n}" for n in range(100)]
+            await ws.send(json.dumps({"op": "ping"}))  # and nothing more is queued
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+
+    asyncio.run(main())
+
+
+def test_a_slow_websocket_is_cut_off_while_a_fast_one_keeps_up(
+    server_factory: Factory, fresh_store: str
+) -> None:
+    """TETHER_LIVE_MAX_QUEUE=50: a client that stops reading (tests/integration/
+    stalled_ws.py) falls behind once the socket buffers are full (24 MB are sent), gets
+    the overflow message with its cursor and is closed (4008); a client reading the same
+    session meanwhile receives every event."""
+    srv = server_factory(fresh_store, env={"TETHER_LIVE_MAX_QUEUE": "50"})
+    _session(srv, "ws-slow")
+    bulky = "x" * 40_000
+    total = 600
+    sub = json.dumps({"op": "subscribe", "channels": ["session:ws-slow"]})
+    slow = stalled_ws.connect(srv.port)
+    stalled_ws.send_text(slow, sub)
+
+    async def main() -> list[dict[str, Any]]:
+        async with websockets.connect(_ws_url(srv), max_size=None) as fast:
+            await fast.send(sub)
+            assert json.loads(await fast.recv())["type"] == "subscribed"
+
+            async def write() -> None:
+                for start in range(0, total, 20):
+                    body = {
+                        "events": [
+                            {"kind": "log", "name": f"e{n}", "input": bulky}
+                            for n in range(start, start + 20)
+                        ]
+                    }
+                    r = await asyncio.to_thread(
+                        httpx.post, f"{srv.url}/v1/sessions/ws-slow/events", json=body, timeout=30
+                    )
+                    assert r.status_code == 201
+
+            writer = asyncio.create_task(write())
+            got = await _ws_events(fast, total, "session:ws-slow")
+            await writer
+            return got
+
+    got = asyncio.run(main())
+    assert [m["cursor"] for m in got] == list(range(1, total + 1))
+    # Now read the stalled one: what it was sent, the overflow, then the close frame.
+    slow.settimeout(10)
+    messages: list[dict[str, Any]] = []
+    close_code = None
+    with slow:
+        for opcode, payload in stalled_ws.frames(slow):
+            if opcode == 1:
+                messages.append(json.loads(payload))
+            elif opcode == 8:
+                close_code = int.from_bytes(payload[:2], "big")
+    assert close_code == 4008
+    assert messages[0]["type"] == "subscribed"
+    seen = [m["cursor"] for m in messages if m["type"] == "event"]
+    (overflow,) = [m for m in messages if m["type"] == "overflow"]
+    assert seen == list(range(1, len(seen) + 1))
+    assert overflow["cursor"] == (seen[-1] if seen else 0)
+    assert overflow["cursor"] < total
+
+
+def test_a_tenant_receives_nothing_of_another_tenants_sessions(
+    server_factory: Factory, fresh_store: str
+) -> None:
+    srv = server_factory(fresh_store, env={"TETHER_REQUIRE_AUTH": "true"})
+    a_key, _ = srv.create_key("acme", "write")
+    b_key, _ = srv.create_key("globex", "read")
+    b_writer, _ = srv.create_key("globex", "write")
+    a = {"Authorization": f"Bearer {a_key}"}
+    _session(srv, "shared-id", a)
+    _post(srv, "shared-id", ["secret-a-1", "secret-a-2"], a)
+
+    async def main() -> None:
+        # B authenticates in its first message (a browser cannot set the header).
+        async with websockets.connect(_ws_url(srv)) as ws:
+            await ws.send(json.dumps({"op": "auth", "key": b_key}))
+            assert json.loads(await ws.recv()) == {"type": "authenticated", "tenant": "globex"}
+            await ws.send(json.dumps({"op": "subscribe", "channels": ["session:shared-id"]}))
+            refused = json.loads(await ws.recv())
+            assert (refused["type"], refused["code"]) == ("error", "not_found")
+            # B makes its own session with the same id and follows it; A keeps writing.
+            headers = {"Authorization": f"Bearer {b_writer}"}
+            await asyncio.to_thread(_session, srv, "shared-id", headers)
+            await ws.send(json.dumps({"op": "subscribe", "channels": ["session:shared-id"]}))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+            await asyncio.to_thread(_post, srv, "shared-id", ["secret-a-3"], a)
+            await asyncio.to_thread(_post, srv, "shared-id", ["b-own-1"], headers)
+            (mine,) = await _ws_events(ws, 1, "session:shared-id")
+            assert mine["data"]["name"] == "b-own-1"
+            assert mine["cursor"] == 1
+        # Without a key, and with a bad one, the socket is closed.
+        async with websockets.connect(_ws_url(srv)) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "channels": ["session:shared-id"]}))
+            error = json.loads(await ws.recv())
+            assert error["code"] == "unauthorized"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 4401
+        bad = {"Authorization": "Bearer tk_01JZZZZZZZZZZZZZZZZZZZZZZZ_" + "A" * 43}
+        foreign = {**a, "Origin": "https://evil.example"}  # a page on another site
+        for headers in (bad, foreign):
+            with pytest.raises(websockets.InvalidStatus) as refused_at_handshake:
+                await websockets.connect(_ws_url(srv), additional_headers=headers)
+            assert refused_at_handshake.value.response.status_code == 403
+
+    asyncio.run(main())
+    with httpx.stream(
+        "GET",
+        f"{srv.url}/v1/sessions/shared-id/stream",
+        headers={"Authorization": f"Bearer {b_key}"},
+    ) as r:
+        first = next(_sse(r))
+    assert json.loads(first["data"])["name"] == "b-own-1"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_subscriber_on_replica_2_gets_events_posted_to_both_exactly_once_in_order(
+    replica_factory: Callable[..., list[TetherServer]],
+) -> None:
+    replicas = replica_factory()
+    one, two = replicas
+    _session(one, "multi")
+
+    async def main() -> None:
+        async with websockets.connect(_ws_url(two)) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "channels": ["session:multi"]}))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+
+            async def write() -> None:
+                for n in range(200):
+                    await asyncio.to_thread(_post, replicas[n % 2], "multi", [f"m{n}"])
+
+            writer = asyncio.create_task(write())
+            got = await _ws_events(ws, 200, "session:multi")
+            await writer
+        assert [m["cursor"] for m in got] == list(range(1, 201))
+        assert [m["data"]["name"] for m in got] == [f"m{n}" for n in range(200)]
+
+    asyncio.run(main())
