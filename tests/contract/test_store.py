@@ -179,3 +179,12 @@ async def test_audit_entries_page_per_tenant_in_order(store: Store) -> None:
     everyone, _ = await store.audit_page(None, after=0, limit=100)
     assert [e.action for e in everyone] == [f"a{n}" for n in range(1, 8)]
     assert [e.seq for e in everyone] == sorted(e.seq for e in everyone)
+
+
+async def test_memory_head_is_the_latest_lsn_of_every_tenant(store: Store) -> None:
+    assert await store.memory_head() == 0
+    await store.remember("tenant-a", [MemoryIn(namespace="n", text="one")], now=1)
+    await store.remember("tenant-b", [MemoryIn(namespace="n", text="two")], now=2)
+    a, _ = await store.memory_changes("tenant-a", after=0, limit=10, max_bytes=1 << 20)
+    b, _ = await store.memory_changes("tenant-b", after=0, limit=10, max_bytes=1 << 20)
+    assert await store.memory_head() == max(c.lsn for c in a + b) == b[-1].lsn

@@ -306,3 +306,95 @@ def test_a_subscriber_on_replica_2_gets_events_posted_to_both_exactly_once_in_or
         assert [m["data"]["name"] for m in got] == [f"m{n}" for n in range(200)]
 
     asyncio.run(main())
+
+
+def _remember(srv: TetherServer, ns: str, text: str, headers: dict[str, str] | None = None) -> str:
+    r = httpx.post(
+        f"{srv.url}/v1/memories", json={"namespace": ns, "text": text}, headers=headers, timeout=30
+    )
+    assert r.status_code == 201, r.text
+    memory_id: str = r.json()["data"]["memory"]["id"]
+    return memory_id
+
+
+def test_the_memory_feed_streams_by_lsn_over_sse_and_websocket(
+    server_factory: Factory, fresh_store: str
+) -> None:
+    """Changes (add, update, delete) arrive with their lsn, the backlog first; a reconnect
+    with the last lsn gets exactly what came after; a key limited to ``user/alice/`` gets
+    only Alice's changes; another tenant gets none of them."""
+    srv = server_factory(fresh_store, env={"TETHER_REQUIRE_AUTH": "true"})
+    admin, _ = srv.create_key("acme", "admin")
+    alice_key, _ = srv.create_key("acme", "read", namespaces=("user/alice/",))
+    other, _ = srv.create_key("globex", "read")
+    a = {"Authorization": f"Bearer {admin}"}
+    first = _remember(srv, "user/alice/notes", "alice likes green tea", a)
+    _remember(srv, "user/bob/notes", "bob likes black coffee", a)
+    feed = httpx.get(f"{srv.url}/v1/memory/changes", headers=a).json()["data"]["items"]
+    lsns = [c["lsn"] for c in feed]
+    # SSE from the first change: the rest of the backlog.
+    with httpx.stream(
+        "GET", f"{srv.url}/v1/memory/changes/stream", params={"after": lsns[0]}, headers=a
+    ) as r:
+        assert r.status_code == 200
+        message = next(_sse(r))
+    assert (message["event"], int(message["id"])) == ("change", lsns[1])
+    assert json.loads(message["data"])["memory"]["text"] == "bob likes black coffee"
+
+    async def main() -> None:
+        async with (
+            websockets.connect(_ws_url(srv), additional_headers=a) as ws_admin,
+            websockets.connect(_ws_url(srv)) as ws_alice,
+            websockets.connect(_ws_url(srv)) as ws_other,
+        ):
+            for ws, key in ((ws_alice, alice_key), (ws_other, other)):
+                await ws.send(json.dumps({"op": "auth", "key": key}))
+                assert json.loads(await ws.recv())["type"] == "authenticated"
+            for ws in (ws_admin, ws_alice, ws_other):
+                await ws.send(json.dumps({"op": "subscribe", "channels": ["memory"]}))
+                assert json.loads(await ws.recv())["type"] == "subscribed"
+            # From lsn 0: the backlog (the two adds), then what happens now.
+            await asyncio.to_thread(
+                httpx.patch, f"{srv.url}/v1/memories/{first}", json={"importance": 0.9}, headers=a
+            )
+            await asyncio.to_thread(httpx.delete, f"{srv.url}/v1/memories/{first}", headers=a)
+            _ = await asyncio.to_thread(_remember, srv, "user/bob/x", "bob again", a)
+            everything = await _ws_changes(ws_admin, 5)
+            assert [m["data"]["op"] for m in everything] == [
+                "add",
+                "add",
+                "update",
+                "delete",
+                "add",
+            ]
+            cursors = [m["cursor"] for m in everything]
+            assert cursors == sorted(cursors)
+            assert cursors[:2] == lsns
+            alices = await _ws_changes(ws_alice, 3)
+            assert [m["data"]["op"] for m in alices] == ["add", "update", "delete"]
+            assert {m["data"]["namespace"] for m in alices} == {"user/alice/notes"}
+            await ws_alice.send(json.dumps({"op": "ping"}))  # nothing of Bob's is queued
+            assert json.loads(await asyncio.wait_for(ws_alice.recv(), 10)) == {"type": "pong"}
+            await ws_other.send(json.dumps({"op": "ping"}))  # nor of acme's for globex
+            assert json.loads(await asyncio.wait_for(ws_other.recv(), 10)) == {"type": "pong"}
+        # Reconnect after the third change: exactly the last two.
+        async with websockets.connect(_ws_url(srv), additional_headers=a) as ws:
+            sub = {"op": "subscribe", "channels": ["memory"], "cursor": {"memory": cursors[2]}}
+            await ws.send(json.dumps(sub))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+            resumed = await _ws_changes(ws, 2)
+            assert [m["cursor"] for m in resumed] == cursors[3:]
+            await ws.send(json.dumps({"op": "ping"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+
+    asyncio.run(main())
+
+
+async def _ws_changes(ws: Any, want: int) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    while len(got) < want:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert message.get("type") not in ("error", "overflow"), message
+        if message.get("type") == "change":
+            got.append(message)
+    return got

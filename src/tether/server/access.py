@@ -59,6 +59,7 @@ ACCESS: Final[dict[str, Scope | None]] = {
     "memories.export": R,  # every namespace at once needs admin (the route checks)
     "memories.import": W,
     "memory.changes": R,
+    "memory.changes.stream": R,
     "memory.stats": R,
     "admin.outbox.list": A,
     "admin.outbox.replay": A,

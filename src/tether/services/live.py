@@ -1,17 +1,19 @@
-"""Live streams: a session's events as they are committed, resumable by cursor, exactly once.
+"""Live streams: what is committed, as it is committed, resumable by cursor, exactly once.
 
-The bus only says *that* a session changed (its ``session:<id>`` topic carries the last
-``seq`` appended); the events themselves are read from the store, which is the truth. So
-that N followers of one session cost one store read per change and not N, each process
-keeps one **tail** per followed ``(tenant, session)``: a task subscribed to the session's
-topic that, for every notification (and after every bus gap or overflow), reads the store
-after its own cursor and hands the events to every follower's queue. Whatever the bus
-loses, the tail reads back, so its output is gapless.
+Two feeds: a session's events (cursor: ``seq``, gapless per session) and a tenant's memory
+change feed (cursor: ``lsn``, increasing in commit order). The bus only says *that* a feed
+moved (a ``session:<id>`` change carries the last ``seq``, a ``memory`` change its
+``lsn``); the items themselves are read from the store, which is the truth. So that N
+followers of one feed cost one store read per change and not N, each process keeps one
+**tail** per followed feed: a task subscribed to the feed's topic that, for every
+notification (and after every bus gap or overflow), reads the store after its own cursor
+and hands the items to every follower's queue. Whatever the bus loses, the tail reads
+back, so its output has no gap.
 
 A follower with cursor ``c`` joins a tail (whose cursor is then ``t``), then reads its
 backlog ``(c, x]`` from the store (``x >= t``: the read happens after the join), then takes
-batches from its queue, skipping what it already has: every event after ``c``, once, in
-``seq`` order. A follower more than ``max_queue`` events behind is dropped
+batches from its queue, skipping what it already has: every item after ``c``, once, in
+cursor order. A follower more than ``max_queue`` items behind is dropped
 (:class:`LiveOverflow`, with the cursor to resume from); the others are not slowed.
 
 Across replicas this works unchanged: the Redis bus wakes every replica's tails, and each
@@ -24,13 +26,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, Generic, TypeVar
 
 from tether.bus import Bus, BusGap, BusOverflow
-from tether.domain.changes import session_topic
-from tether.domain.records import Event
+from tether.domain.changes import MEMORY_TOPIC, session_topic
+from tether.domain.records import Event, MemoryChange
 from tether.services.context import RequestContext
 from tether.store.base import Store
 
@@ -38,29 +40,45 @@ __all__ = ["LiveOverflow", "LiveService"]
 
 log = logging.getLogger("tether.services.live")
 
-#: Events read from the store per page (backlog and tail reads).
+#: Items read from the store per page (backlog and tail reads).
 _PAGE: Final = 500
-#: Events a follower may hold undelivered before it is dropped.
+#: Items a follower may hold undelivered before it is dropped.
 DEFAULT_MAX_QUEUE: Final = 10_000
+
+T = TypeVar("T", Event, MemoryChange)
 
 
 class LiveOverflow(Exception):
     """A follower fell too far behind and was dropped; resume from ``cursor``."""
 
     def __init__(self, cursor: int) -> None:
-        super().__init__(f"fell behind and was dropped; resume after seq {cursor}")
+        super().__init__(f"fell behind and was dropped; resume after {cursor}")
         self.cursor = cursor
 
 
+@dataclass(frozen=True, slots=True)
+class _Feed(Generic[T]):
+    """What a tail follows: the bus topic, where the store's feed ends now, a page of
+    items after a cursor, and each item's cursor."""
+
+    topic: str
+    tenant_id: str
+    head: Callable[[], Awaitable[int]]
+    page: Callable[[int], Awaitable[list[T]]]
+    cursor: Callable[[T], int]
+    #: Cursors step by one (a session's seq): a skipped value is a hole to read back.
+    gapless: bool
+
+
 @dataclass(eq=False, slots=True)
-class _Follower:
+class _Follower(Generic[T]):
     max_queue: int
-    queue: deque[list[Event]]
+    queue: deque[list[T]]
     wakeup: asyncio.Event
     held: int = 0
     overflowed: bool = False
 
-    def offer(self, batch: list[Event]) -> None:
+    def offer(self, batch: list[T]) -> None:
         if self.overflowed:
             return
         if self.held + len(batch) > self.max_queue:
@@ -73,20 +91,19 @@ class _Follower:
         self.wakeup.set()
 
 
-class _Tail:
-    """One session's reader in this process, shared by its followers."""
+class _Tail(Generic[T]):
+    """One feed's reader in this process, shared by its followers."""
 
-    def __init__(self, live: LiveService, tenant_id: str, session_id: str) -> None:
+    def __init__(self, live: LiveService, feed: _Feed[T]) -> None:
         self.live = live
-        self.tenant_id = tenant_id
-        self.session_id = session_id
-        self.followers: set[_Follower] = set()
+        self.feed: _Feed[T] = feed
+        self.followers: set[_Follower[T]] = set()
         self.cursor = 0
         self.ready = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=f"tether-tail-{self.session_id}")
+        self.task = asyncio.create_task(self._run(), name=f"tether-tail-{self.feed.topic}")
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -95,14 +112,13 @@ class _Tail:
                 await self.task
 
     async def _run(self) -> None:
-        topic = session_topic(self.session_id)
+        feed = self.feed
         first = True
         while True:
             try:
-                async with self.live.bus.subscribe([topic], tenant_id=self.tenant_id) as sub:
+                async with self.live.bus.subscribe([feed.topic], tenant_id=feed.tenant_id) as sub:
                     if first:  # live now: start from the store's end, later reads are deltas
-                        detail = await self.live.store.get_session(self.tenant_id, self.session_id)
-                        self.cursor = detail.counters.event_count
+                        self.cursor = await feed.head()
                         first = False
                         self.ready.set()
                     else:
@@ -120,26 +136,17 @@ class _Tail:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning(
-                    "live tail of session %s failed; retrying", self.session_id, exc_info=True
-                )
+                log.warning("live tail of %s failed; retrying", feed.topic, exc_info=True)
                 self.ready.set()  # followers read their backlog from the store meanwhile
                 await asyncio.sleep(1.0)
 
     async def _catch_up(self) -> None:
-        """Read every event after the tail's cursor and hand it to the followers."""
+        """Read every item after the tail's cursor and hand it to the followers."""
         while True:
-            items, _ = await self.live.store.list_events(
-                self.tenant_id,
-                self.session_id,
-                after_seq=self.cursor,
-                kinds=(),
-                limit=_PAGE,
-                max_bytes=self.live.max_page_bytes,
-            )
+            items = await self.feed.page(self.cursor)
             if not items:
                 return
-            self.cursor = items[-1].seq
+            self.cursor = self.feed.cursor(items[-1])
             for follower in list(self.followers):
                 follower.offer(items)
             if len(items) < _PAGE:
@@ -147,13 +154,13 @@ class _Tail:
 
 
 class LiveService:
-    """Follows sessions for live streams (WebSocket and SSE).
+    """Follows sessions and memory feeds for live streams (WebSocket and SSE).
 
     Args:
-        store: where events are read from.
-        bus: what says a session changed.
+        store: where items are read from.
+        bus: what says a feed moved.
         max_page_bytes: the page size limit of store reads (bytes of stored JSON).
-        max_queue: events a follower may hold undelivered before it is dropped.
+        max_queue: items a follower may hold undelivered before it is dropped.
     """
 
     def __init__(
@@ -168,11 +175,11 @@ class LiveService:
         self.bus = bus
         self.max_page_bytes = max_page_bytes
         self.max_queue = max_queue
-        self._tails: dict[tuple[str, str], _Tail] = {}
+        self._tails: dict[tuple[str, str], _Tail[Any]] = {}
 
     @property
     def followers(self) -> int:
-        """Followers in this process, all sessions."""
+        """Followers in this process, all feeds."""
         return sum(len(t.followers) for t in self._tails.values())
 
     async def follow_session(
@@ -183,21 +190,57 @@ class LiveService:
 
         Raises:
             NotFound: no such session in the caller's tenant (before anything is yielded).
-            LiveOverflow: the caller fell ``max_queue`` events behind; its ``cursor`` is
-                the last ``seq`` yielded.
+            LiveOverflow: (while iterating) the caller fell ``max_queue`` events behind; its
+                ``cursor`` is the last ``seq`` yielded.
         """
         await self.store.get_session(ctx.tenant_id, session_id)  # NotFound: 404
-        return self._follow(ctx.tenant_id, session_id, after)
+        tenant = ctx.tenant_id
 
-    async def _follow(
-        self, tenant_id: str, session_id: str, cursor: int
-    ) -> AsyncIterator[list[Event]]:
-        follower = _Follower(self.max_queue, deque(), asyncio.Event())
-        tail = await self._join(tenant_id, session_id, follower)
+        async def head() -> int:
+            return (await self.store.get_session(tenant, session_id)).counters.event_count
+
+        async def page(after: int) -> list[Event]:
+            items, _ = await self.store.list_events(
+                tenant, session_id, after_seq=after, kinds=(), limit=_PAGE,
+                max_bytes=self.max_page_bytes,
+            )  # fmt: skip
+            return items
+
+        feed = _Feed(session_topic(session_id), tenant, head, page, _seq, gapless=True)
+        return self._follow(feed, after)
+
+    async def follow_memory(
+        self, ctx: RequestContext, *, after: int
+    ) -> AsyncIterator[list[MemoryChange]]:
+        """Batches of the tenant's memory changes with ``lsn > after`` (``add``,
+        ``update``, ``delete``, ``purge``), in lsn order, each once; for a key limited to
+        namespace prefixes only the changes under them. The backlog first, then live.
+
+        Raises:
+            LiveOverflow: (while iterating) the caller fell ``max_queue`` changes behind;
+                its ``cursor`` is the last ``lsn`` yielded.
+        """
+        tenant = ctx.tenant_id
+
+        async def page(after: int) -> list[MemoryChange]:
+            items, _ = await self.store.memory_changes(
+                tenant, after=after, limit=_PAGE, max_bytes=self.max_page_bytes
+            )
+            return items
+
+        feed = _Feed(MEMORY_TOPIC, tenant, self.store.memory_head, page, _lsn, gapless=False)
+        batches = self._follow(feed, after)
+        if not ctx.namespaces:
+            return batches
+        return _only(batches, lambda c: ctx.may_use(c.namespace))
+
+    async def _follow(self, feed: _Feed[T], cursor: int) -> AsyncIterator[list[T]]:
+        follower: _Follower[T] = _Follower(self.max_queue, deque(), asyncio.Event())
+        tail = await self._join(feed, follower)
         try:
             # The backlog, read after joining: nothing falls in between.
-            async for items in self._read(tenant_id, session_id, cursor, until=None):
-                cursor = items[-1].seq
+            async for items in self._read(feed, cursor, until=None):
+                cursor = feed.cursor(items[-1])
                 yield items
             while True:
                 if follower.overflowed:
@@ -208,51 +251,44 @@ class LiveService:
                     continue
                 batch = follower.queue.popleft()
                 follower.held -= len(batch)
-                fresh = _after(batch, cursor)
-                if fresh and fresh[0].seq > cursor + 1:  # never expected: read the hole
-                    hole = self._read(tenant_id, session_id, cursor, until=fresh[0].seq - 1)
-                    async for items in hole:
-                        cursor = items[-1].seq
+                fresh = [item for item in batch if feed.cursor(item) > cursor]
+                if fresh and feed.gapless and feed.cursor(fresh[0]) > cursor + 1:
+                    # Never expected (the tail reads every item): read the hole back.
+                    async for items in self._read(feed, cursor, until=feed.cursor(fresh[0]) - 1):
+                        cursor = feed.cursor(items[-1])
                         yield items
                 if fresh:
-                    cursor = fresh[-1].seq
+                    cursor = feed.cursor(fresh[-1])
                     yield fresh
         finally:
             await self._leave(tail, follower)
 
     async def _read(
-        self, tenant_id: str, session_id: str, after: int, *, until: int | None
-    ) -> AsyncIterator[list[Event]]:
-        """Pages of stored events with ``after < seq`` (``<= until`` when given)."""
+        self, feed: _Feed[T], after: int, *, until: int | None
+    ) -> AsyncIterator[list[T]]:
+        """Pages of stored items with ``after < cursor`` (``<= until`` when given)."""
         while True:
-            items, _ = await self.store.list_events(
-                tenant_id,
-                session_id,
-                after_seq=after,
-                kinds=(),
-                limit=_PAGE,
-                max_bytes=self.max_page_bytes,
-            )
+            items = await feed.page(after)
             if until is not None:
-                items = [e for e in items if e.seq <= until]
+                items = [item for item in items if feed.cursor(item) <= until]
             if not items:
                 return
-            after = items[-1].seq
+            after = feed.cursor(items[-1])
             yield items
 
-    async def _join(self, tenant_id: str, session_id: str, follower: _Follower) -> _Tail:
-        key = (tenant_id, session_id)
+    async def _join(self, feed: _Feed[T], follower: _Follower[T]) -> _Tail[T]:
+        key = (feed.topic, feed.tenant_id)
         tail = self._tails.get(key)
         if tail is None:
-            tail = self._tails[key] = _Tail(self, tenant_id, session_id)
+            tail = self._tails[key] = _Tail(self, feed)
             tail.start()
         tail.followers.add(follower)
         await tail.ready.wait()
         return tail
 
-    async def _leave(self, tail: _Tail, follower: _Follower) -> None:
+    async def _leave(self, tail: _Tail[T], follower: _Follower[T]) -> None:
         tail.followers.discard(follower)
-        key = (tail.tenant_id, tail.session_id)
+        key = (tail.feed.topic, tail.feed.tenant_id)
         if not tail.followers and self._tails.get(key) is tail:
             del self._tails[key]
             await tail.stop()
@@ -264,8 +300,24 @@ class LiveService:
             await tail.stop()
 
 
-def _after(batch: list[Event], cursor: int) -> list[Event]:
-    """The events of ``batch`` with ``seq > cursor`` (a batch is in ``seq`` order)."""
-    if not batch or batch[0].seq > cursor:
-        return batch
-    return [e for e in batch if e.seq > cursor]
+def _seq(event: Event) -> int:
+    return event.seq
+
+
+def _lsn(change: MemoryChange) -> int:
+    return change.lsn
+
+
+async def _only(
+    batches: AsyncIterator[list[MemoryChange]], keep: Callable[[MemoryChange], bool]
+) -> AsyncIterator[list[MemoryChange]]:
+    """The batches with only the items ``keep`` accepts (empty batches left out)."""
+    try:
+        async for batch in batches:
+            kept = [item for item in batch if keep(item)]
+            if kept:
+                yield kept
+    finally:
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -408,6 +408,9 @@ class BackendStore(Store):
             feed=True,
         )
 
+    async def memory_head(self) -> int:
+        return await self.read(self.sql.memories.head)
+
     async def memory_stats(self, tenant_id: str) -> MemoryStats:
         return await self.read(lambda c: ms.stats(self.sql.memories, c, tenant_id))
 

@@ -383,6 +383,11 @@ class Store(abc.ABC):
         vector instead of queueing the text."""
 
     @abc.abstractmethod
+    async def memory_head(self) -> int:
+        """The latest ``lsn`` of the change feed, every tenant (0 when empty): a live
+        reader that subscribed to the bus first starts here."""
+
+    @abc.abstractmethod
     async def memory_stats(self, tenant_id: str) -> MemoryStats:
         """Live and tombstoned memories; pending and dead embedding jobs."""
 

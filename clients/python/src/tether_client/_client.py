@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -23,6 +24,7 @@ from . import _api
 from ._api import Call, RecallResult
 from ._core import _ClientCore
 from ._session import AsyncSession, Session
+from ._stream import SSEParser, StreamState
 
 T = TypeVar("T")
 
@@ -129,6 +131,51 @@ class Client(_ClientCore):
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from exc
         return self._after(call, response)
+
+    # -- live ------------------------------------------------------------------------------
+
+    def stream(self, session_id: str, *, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Follow a session live: every event with ``seq > after``, in order, each once,
+        the stored ones first, then each as it is committed; without end (break out of the
+        loop to stop). Reconnects with the last ``seq`` after any interruption, waiting
+        with the client's backoff (see ``tether_client._stream``).
+
+        Yields:
+            Events as ``GET /v1/sessions/{id}/events`` returns them (``seq``, ``kind``,
+            ``name``, ``status``, ``span_id``, ...). A stage still running arrives with
+            ``status: "running"``; its final event carries the same ``span_id``.
+
+        Raises:
+            NotFoundError: No such session (or another tenant's).
+            AuthenticationError: The key is missing or not live (401, 403).
+
+        Example:
+            >>> for event in client.stream("run-42"):  # doctest: +SKIP
+            ...     print(event["seq"], event["kind"], event.get("name"))
+        """
+        self._check_open()
+        state = StreamState(session_id, after, self.config.retry_base, self.config.retry_max)
+        while True:
+            wait = None
+            try:
+                with self._http.stream(
+                    "GET", state.path, headers=state.headers(), timeout=state.timeout(self._timeout)
+                ) as response:
+                    wait = state.opened(response)
+                    if wait is None:
+                        parser = SSEParser()
+                        for line in response.iter_lines():
+                            message = parser.feed(line)
+                            if message is None:
+                                continue
+                            if state.overflowed(message):
+                                break
+                            event = state.message(message)
+                            if event is not None:
+                                yield event
+            except httpx.HTTPError:
+                wait = state.backoff()
+            time.sleep(wait if wait is not None else 0.0)
 
     # -- memory ----------------------------------------------------------------------------
 
@@ -353,6 +400,34 @@ class AsyncClient(_ClientCore):
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from exc
         return self._after(call, response)
+
+    async def stream(self, session_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """See :meth:`Client.stream`: ``async for event in client.stream(...)``."""
+        self._check_open()
+        state = StreamState(session_id, after, self.config.retry_base, self.config.retry_max)
+        while True:
+            wait = None
+            try:
+                async with self._http.stream(
+                    "GET", state.path, headers=state.headers(), timeout=state.timeout(self._timeout)
+                ) as response:
+                    if not response.is_success:
+                        await response.aread()
+                    wait = state.opened(response)
+                    if wait is None:
+                        parser = SSEParser()
+                        async for line in response.aiter_lines():
+                            message = parser.feed(line)
+                            if message is None:
+                                continue
+                            if state.overflowed(message):
+                                break
+                            event = state.message(message)
+                            if event is not None:
+                                yield event
+            except httpx.HTTPError:
+                wait = state.backoff()
+            await asyncio.sleep(wait if wait is not None else 0.0)
 
     async def remember(
         self,

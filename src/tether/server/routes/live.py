@@ -1,4 +1,5 @@
-"""Live streams over Server-Sent Events: ``GET /v1/sessions/{session_id}/stream``.
+"""Live streams over Server-Sent Events (``GET /v1/sessions/{session_id}/stream``,
+``GET /v1/memory/changes/stream``) and a WebSocket (``WS /v1/ws``).
 
 Each stored event of the session after the cursor is one SSE message, ``event: event``,
 ``id: <seq>``, ``data: <the event as JSON>``: first the backlog, then live, each event
@@ -7,9 +8,10 @@ once and in ``seq`` order (:class:`tether.services.live.LiveService`). The curso
 ``0`` by default (from the first event). A comment line is sent every 15 s so proxies keep
 the connection. A client that falls ``TETHER_LIVE_MAX_QUEUE`` (10,000) events behind gets
 ``event: overflow`` with ``data: {"cursor": <seq>}`` (the last one it was sent) and the
-stream ends: reconnect with that cursor.
+stream ends: reconnect with that cursor. The memory feed is the same with ``event:
+change`` and ``id: <lsn>``.
 
-``WS /v1/ws`` carries the same streams as channels (``session:<id>``), several per
+``WS /v1/ws`` carries the same streams as channels (``session:<id>``, ``memory``), several per
 connection; the protocol is in docs/live.md.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Final, Literal
 
 import orjson
@@ -28,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tether.domain.common import MAX_SAFE_INT
-from tether.domain.records import Event
+from tether.domain.records import Event, MemoryChange
 from tether.errors import NotFound, RateLimited, TetherError, Unauthorized
 from tether.server.access import CONTEXT_KEY
 from tether.server.bodies import DECIMAL_PATTERN, JSONRoute, parse_decimal
@@ -80,15 +82,56 @@ async def stream_session(
             last_event_id, ["header", "Last-Event-ID"], "Last-Event-ID is not a seq"
         )
     batches = await svc.live.follow_session(ctx, session_id, after=cursor)
-    return EventSourceResponse(_messages(batches), ping=PING_S)
+    return EventSourceResponse(_messages(batches, "event", _seq), ping=PING_S)
 
 
-async def _messages(batches: AsyncIterator[list[Event]]) -> AsyncIterator[ServerSentEvent]:
+@router.get(
+    "/v1/memory/changes/stream",
+    operation_id="memory.changes.stream",
+    responses=_STREAM,  # type: ignore[arg-type]
+    response_class=EventSourceResponse,
+)
+async def stream_memory_changes(
+    svc: ServicesDep,
+    ctx: ContextDep,
+    after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT, description="Changes after this lsn.")] = 0,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            pattern=DECIMAL_PATTERN,
+            description="The lsn of the last change received (an EventSource reconnecting); "
+            "wins over `after`.",
+        ),
+    ] = None,
+) -> Response:
+    """The tenant's memory change feed after the cursor as Server-Sent Events (``event:
+    change``, ``id: <lsn>``, the shape of ``GET /v1/memory/changes`` items), backlog then
+    live; a key limited to namespace prefixes gets only the changes under them."""
+    cursor = after
+    if last_event_id is not None:
+        cursor = parse_decimal(
+            last_event_id, ["header", "Last-Event-ID"], "Last-Event-ID is not an lsn"
+        )
+    batches = await svc.live.follow_memory(ctx, after=cursor)
+    return EventSourceResponse(_messages(batches, "change", _lsn), ping=PING_S)
+
+
+def _seq(event: Event) -> int:
+    return event.seq
+
+
+def _lsn(change: MemoryChange) -> int:
+    return change.lsn
+
+
+async def _messages(
+    batches: AsyncIterator[list[Any]], name: str, cursor_of: Callable[[Any], int]
+) -> AsyncIterator[ServerSentEvent]:
     try:
         async for batch in batches:
-            for event in batch:
+            for item in batch:
                 yield ServerSentEvent(
-                    orjson.dumps(event).decode(), event="event", id=str(event.seq)
+                    orjson.dumps(item).decode(), event=name, id=str(cursor_of(item))
                 )
     except LiveOverflow as exc:
         yield ServerSentEvent(orjson.dumps({"cursor": exc.cursor}).decode(), event="overflow")
@@ -242,32 +285,46 @@ class _Connection:
             await self.send({"type": "subscribed", "channel": channel})
             return
         kind, _, ident = channel.partition(":")
-        if kind != "session" or not ident:
-            await self.send(
-                {
-                    "type": "error",
-                    "channel": channel,
-                    "code": "invalid_input",
-                    "message": "channels: session:<id>",
-                }
-            )
-            return
+        cursor_of: Callable[[Any], int]
         try:
-            batches = await self.svc.live.follow_session(self.ctx, ident, after=cursor)
+            if kind == "session" and ident:
+                batches: AsyncIterator[list[Any]] = await self.svc.live.follow_session(
+                    self.ctx, ident, after=cursor
+                )
+                name, cursor_of = "event", _seq
+            elif channel == "memory":
+                batches = await self.svc.live.follow_memory(self.ctx, after=cursor)
+                name, cursor_of = "change", _lsn
+            else:
+                await self.send(
+                    {
+                        "type": "error",
+                        "channel": channel,
+                        "code": "invalid_input",
+                        "message": "channels: session:<id>, memory",
+                    }
+                )
+                return
         except NotFound as exc:
             await self.send(
                 {"type": "error", "channel": channel, "code": "not_found", "message": exc.message}
             )
             return
-        self.pumps[channel] = asyncio.create_task(self._pump(channel, batches))
+        self.pumps[channel] = asyncio.create_task(self._pump(channel, batches, name, cursor_of))
         await self.send({"type": "subscribed", "channel": channel, "cursor": cursor})
 
-    async def _pump(self, channel: str, batches: AsyncIterator[list[Event]]) -> None:
+    async def _pump(
+        self,
+        channel: str,
+        batches: AsyncIterator[list[Any]],
+        name: str,
+        cursor_of: Callable[[Any], int],
+    ) -> None:
         try:
             async for batch in batches:
-                for event in batch:
+                for item in batch:
                     await self.send(
-                        {"channel": channel, "type": "event", "cursor": event.seq, "data": event}
+                        {"channel": channel, "type": name, "cursor": cursor_of(item), "data": item}
                     )
         except LiveOverflow as exc:
             await self.send({"channel": channel, "type": "overflow", "cursor": exc.cursor})

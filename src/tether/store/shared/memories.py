@@ -102,6 +102,9 @@ class MemorySql(Protocol):
     def change_rows(self, conn: Any, tenant_id: str, *, after: int, limit: int) -> Iterable[Row]:
         """The tenant's changes with a public op and ``lsn > after``, in lsn order."""
 
+    def head(self, conn: Any) -> int:
+        """The latest lsn of the change log (0 when empty)."""
+
     def page_rows(
         self, conn: Any, where: str, params: list[Any], *, order: str, limit: int
     ) -> Iterable[Row]:

@@ -211,6 +211,11 @@ def history_rows(
     )
 
 
+def head(conn: Conn) -> int:
+    row = conn.execute("SELECT coalesce(max(lsn), 0) AS head FROM memory_changes").fetchone()
+    return int(row["head"])
+
+
 def change_rows(conn: Conn, tenant_id: str, *, after: int, limit: int) -> Iterable[Row]:
     return conn.execute(
         f"SELECT * FROM memory_changes WHERE tenant_id=? AND lsn>? AND op IN {PUBLIC_OPS} "
