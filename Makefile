@@ -56,6 +56,7 @@ bench: install
 	$(PY) benchmarks/sdk_overhead.py
 	$(PY) benchmarks/memory_recall.py
 	$(PY) benchmarks/memory_latency.py
+	$(PY) benchmarks/fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -37,15 +37,28 @@ def _session(srv: TetherServer, sid: str, headers: dict[str, str] | None = None)
     assert r.status_code == 201, r.text
 
 
-async def _ws_events(ws: Any, want: int, channel: str) -> list[dict[str, Any]]:
-    """Read until ``want`` events of ``channel`` arrived (10 s without one fails)."""
+async def _ws_items(ws: Any, want: int, channel: str, kind: str) -> list[dict[str, Any]]:
+    """Read until ``want`` items of ``channel`` arrived (10 s without a message fails), one
+    dict per item: ``{"cursor", "data"}``. A message (``type`` ``events`` or ``changes``)
+    carries a batch; its ``cursor`` must be its last item's."""
+    key = "seq" if kind == "events" else "lsn"
     got: list[dict[str, Any]] = []
     while len(got) < want:
         message = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert message.get("type") not in ("error", "overflow"), message
-        if message.get("type") == "event" and message["channel"] == channel:
-            got.append(message)
+        if message.get("type") == kind and message["channel"] == channel:
+            assert message["data"], message
+            assert message["cursor"] == message["data"][-1][key]
+            got.extend({"cursor": item[key], "data": item} for item in message["data"])
     return got
+
+
+async def _ws_events(ws: Any, want: int, channel: str) -> list[dict[str, Any]]:
+    return await _ws_items(ws, want, channel, "events")
+
+
+async def _ws_changes(ws: Any, want: int) -> list[dict[str, Any]]:
+    return await _ws_items(ws, want, "memory", "changes")
 
 
 def _sse(response: httpx.Response) -> Iterator[dict[str, str]]:
@@ -219,7 +232,7 @@ def test_a_slow_websocket_is_cut_off_while_a_fast_one_keeps_up(
                 close_code = int.from_bytes(payload[:2], "big")
     assert close_code == 4008
     assert messages[0]["type"] == "subscribed"
-    seen = [m["cursor"] for m in messages if m["type"] == "event"]
+    seen = [e["seq"] for m in messages if m["type"] == "events" for e in m["data"]]
     (overflow,) = [m for m in messages if m["type"] == "overflow"]
     assert seen == list(range(1, len(seen) + 1))
     assert overflow["cursor"] == (seen[-1] if seen else 0)
@@ -388,13 +401,3 @@ def test_the_memory_feed_streams_by_lsn_over_sse_and_websocket(
             assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
 
     asyncio.run(main())
-
-
-async def _ws_changes(ws: Any, want: int) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    while len(got) < want:
-        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        assert message.get("type") not in ("error", "overflow"), message
-        if message.get("type") == "change":
-            got.append(message)
-    return got

@@ -251,7 +251,13 @@ class LiveService:
                     continue
                 batch = follower.queue.popleft()
                 follower.held -= len(batch)
-                fresh = [item for item in batch if feed.cursor(item) > cursor]
+                # The tail's own list when nothing is skipped: the same object for every
+                # follower, so a transport can serialise it once for all of them.
+                fresh = (
+                    batch
+                    if feed.cursor(batch[0]) > cursor
+                    else [item for item in batch if feed.cursor(item) > cursor]
+                )
                 if fresh and feed.gapless and feed.cursor(fresh[0]) > cursor + 1:
                     # Never expected (the tail reads every item): read the hole back.
                     async for items in self._read(feed, cursor, until=feed.cursor(fresh[0]) - 1):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Final, Literal
 
@@ -116,6 +117,52 @@ async def stream_memory_changes(
     return EventSourceResponse(_messages(batches, "change", _lsn), ping=PING_S)
 
 
+#: A WebSocket message carries items until its JSON passes this many bytes (at least one).
+MESSAGE_BYTES: Final = 256 * 1024
+
+
+#: Messages made lately, by the batch's ``id()`` and the message head: the followers of
+#: one feed receive the same list object from its tail, so N subscribers of a session cost
+#: one serialisation. An entry keeps its list alive, so the ``id`` is not reused meanwhile.
+_ENCODED: OrderedDict[tuple[int, bytes], tuple[list[Any], list[str]]] = OrderedDict()
+_ENCODED_MAX: Final = 256
+
+
+def _encoded(batch: list[Any], head: bytes, cursor_of: Callable[[Any], int]) -> list[str]:
+    """The WebSocket messages of a batch: ``head`` + cursor + items, cut at about
+    ``MESSAGE_BYTES`` (cached for the other subscribers of the same batch)."""
+    key = (id(batch), head)
+    cached = _ENCODED.get(key)
+    if cached is not None and cached[0] is batch:
+        return cached[1]
+    messages = [
+        (
+            head
+            + b',"cursor":%d,"data":[%b]}'
+            % (cursor_of(chunk[-1][0]), b",".join(raw for _, raw in chunk))
+        ).decode()
+        for chunk in _serialise(batch)
+    ]
+    _ENCODED[key] = (batch, messages)
+    if len(_ENCODED) > _ENCODED_MAX:
+        _ENCODED.popitem(last=False)
+    return messages
+
+
+def _serialise(batch: list[Any]) -> list[list[tuple[Any, bytes]]]:
+    """The batch's items with their JSON, in chunks of about ``MESSAGE_BYTES``."""
+    out: list[list[tuple[Any, bytes]]] = [[]]
+    size = 0
+    for item in batch:
+        raw = orjson.dumps(item)
+        if out[-1] and size + len(raw) > MESSAGE_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append((item, raw))
+        size += len(raw)
+    return out if out[0] else []
+
+
 def _seq(event: Event) -> int:
     return event.seq
 
@@ -201,9 +248,13 @@ class _Connection:
         self.closed = False
 
     async def send(self, message: dict[str, Any]) -> None:
+        await self.send_raw(orjson.dumps(message).decode())
+
+    async def send_raw(self, message: str) -> None:
+        """Send one JSON text frame (already serialised)."""
         async with self.send_lock:
             if not self.closed:
-                await self.ws.send_text(orjson.dumps(message).decode())
+                await self.ws.send_text(message)
 
     async def close(self, code: int, reason: str) -> None:
         if not self.closed:
@@ -291,10 +342,10 @@ class _Connection:
                 batches: AsyncIterator[list[Any]] = await self.svc.live.follow_session(
                     self.ctx, ident, after=cursor
                 )
-                name, cursor_of = "event", _seq
+                name, cursor_of = "events", _seq
             elif channel == "memory":
                 batches = await self.svc.live.follow_memory(self.ctx, after=cursor)
-                name, cursor_of = "change", _lsn
+                name, cursor_of = "changes", _lsn
             else:
                 await self.send(
                     {
@@ -320,12 +371,11 @@ class _Connection:
         name: str,
         cursor_of: Callable[[Any], int],
     ) -> None:
+        head = b'{"channel":' + orjson.dumps(channel) + b',"type":' + orjson.dumps(name)
         try:
             async for batch in batches:
-                for item in batch:
-                    await self.send(
-                        {"channel": channel, "type": name, "cursor": cursor_of(item), "data": item}
-                    )
+                for message in _encoded(batch, head, cursor_of):
+                    await self.send_raw(message)
         except LiveOverflow as exc:
             await self.send({"channel": channel, "type": "overflow", "cursor": exc.cursor})
             await self.close(CLOSE_OVERFLOW, f"{channel} fell behind; resume after {exc.cursor}")
