@@ -55,6 +55,30 @@ _STREAM = {
 }
 
 
+#: ``Last-Event-ID``: what an ``EventSource`` sends when it reconnects.
+LastEventId = Annotated[
+    str | None,
+    Header(
+        pattern=DECIMAL_PATTERN,
+        description="The id (seq or lsn) of the last message received (an EventSource "
+        "reconnecting); wins over `after`.",
+    ),
+]
+
+
+def _cursor(after: int, last_event_id: str | None) -> int:
+    """The stream's cursor: ``Last-Event-ID`` when sent, else ``after``.
+
+    Raises:
+        InvalidInput: ``Last-Event-ID`` is not a cursor this server issued (422).
+    """
+    if last_event_id is None:
+        return after
+    return parse_decimal(
+        last_event_id, ["header", "Last-Event-ID"], "Last-Event-ID is not a cursor"
+    )
+
+
 @router.get(
     "/v1/sessions/{session_id}/stream",
     operation_id="sessions.stream",
@@ -67,21 +91,10 @@ async def stream_session(
     svc: ServicesDep,
     ctx: ContextDep,
     after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT, description="Events after this seq.")] = 0,
-    last_event_id: Annotated[
-        str | None,
-        Header(
-            pattern=DECIMAL_PATTERN,
-            description="The seq of the last event received (an EventSource reconnecting); "
-            "wins over `after`.",
-        ),
-    ] = None,
+    last_event_id: LastEventId = None,
 ) -> Response:
     """The session's events after the cursor as Server-Sent Events, backlog then live."""
-    cursor = after
-    if last_event_id is not None:
-        cursor = parse_decimal(
-            last_event_id, ["header", "Last-Event-ID"], "Last-Event-ID is not a seq"
-        )
+    cursor = _cursor(after, last_event_id)
     batches = await svc.live.follow_session(ctx, session_id, after=cursor)
     return EventSourceResponse(_messages(batches, "event", _seq), ping=PING_S)
 
@@ -96,23 +109,12 @@ async def stream_memory_changes(
     svc: ServicesDep,
     ctx: ContextDep,
     after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT, description="Changes after this lsn.")] = 0,
-    last_event_id: Annotated[
-        str | None,
-        Header(
-            pattern=DECIMAL_PATTERN,
-            description="The lsn of the last change received (an EventSource reconnecting); "
-            "wins over `after`.",
-        ),
-    ] = None,
+    last_event_id: LastEventId = None,
 ) -> Response:
     """The tenant's memory change feed after the cursor as Server-Sent Events (``event:
     change``, ``id: <lsn>``, the shape of ``GET /v1/memory/changes`` items), backlog then
     live; a key limited to namespace prefixes gets only the changes under them."""
-    cursor = after
-    if last_event_id is not None:
-        cursor = parse_decimal(
-            last_event_id, ["header", "Last-Event-ID"], "Last-Event-ID is not an lsn"
-        )
+    cursor = _cursor(after, last_event_id)
     batches = await svc.live.follow_memory(ctx, after=cursor)
     return EventSourceResponse(_messages(batches, "change", _lsn), ping=PING_S)
 
