@@ -42,6 +42,7 @@ Tether is running on $URL  (data: $TETHER_HOME)
   recall         curl -s -X POST $URL/v1/memories/search -H 'content-type: application/json' \\
                    -d '{"namespace":"locomo/conv-26","query":"What did Caroline research?"}'
   stats          curl -s $URL/v1/stats
+  follow live    curl -sN $URL/v1/sessions/locomo-conv-26-s1/stream   (SSE; docs/live.md)
   API docs       $URL/docs
   a live agent   .venv/bin/python examples/agent_replay.py
 Press Ctrl-C to stop.
