@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -399,5 +400,37 @@ def test_the_memory_feed_streams_by_lsn_over_sse_and_websocket(
             assert [m["cursor"] for m in resumed] == cursors[3:]
             await ws.send(json.dumps({"op": "ping"}))
             assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+
+    asyncio.run(main())
+
+
+def test_a_connection_follows_at_most_100_channels_and_sends_small_messages(
+    server_factory: Factory, tmp_path: Path
+) -> None:
+    srv = server_factory(tmp_path / "t.db")
+    ids = [f"many-{n}" for n in range(101)]
+    batch = {"sessions": [{"id": i} for i in ids]}
+    assert httpx.post(f"{srv.url}/v1/events/batch", json=batch, timeout=30).status_code == 200
+
+    async def main() -> None:
+        async with websockets.connect(_ws_url(srv)) as ws:
+            channels = [f"session:{i}" for i in ids]
+            await ws.send(json.dumps({"op": "subscribe", "channels": channels[:100]}))
+            answers = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(100)]
+            assert {a["type"] for a in answers} == {"subscribed"}
+            await ws.send(json.dumps({"op": "subscribe", "channels": channels[100:]}))
+            refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert (refused["type"], refused["code"]) == ("error", "too_many_channels")
+            # Unsubscribing frees a place.
+            await ws.send(json.dumps({"op": "unsubscribe", "channels": channels[:1]}))
+            assert json.loads(await ws.recv())["type"] == "unsubscribed"
+            await ws.send(json.dumps({"op": "subscribe", "channels": channels[100:]}))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+        async with websockets.connect(_ws_url(srv), max_size=None) as ws:
+            await ws.send("x" * (65 * 1024))  # over the 64 KiB a client message may hold
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1009  # message too big (RFC 6455 §7.4.1)
 
     asyncio.run(main())

@@ -52,6 +52,7 @@ def serve(
 
     from tether.container import preflight
     from tether.server.app import create_app
+    from tether.server.routes.live import MAX_CLIENT_MESSAGE
 
     overrides: dict[str, object] = {}
     if host is not None:
@@ -82,7 +83,8 @@ def serve(
         log_config=None,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",  # WS /v1/ws (services/live.py)
+        ws="websockets-sansio",  # WS /v1/ws (server/routes/live.py)
+        ws_max_size=MAX_CLIENT_MESSAGE,
         lifespan="on",
         timeout_graceful_shutdown=5,
     )

@@ -199,6 +199,10 @@ AUTH_WAIT_S: Final = 10.0
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_FORBIDDEN: Final = 4403
 CLOSE_OVERFLOW: Final = 4008
+#: Channels one connection may follow at once.
+MAX_CHANNELS: Final = 100
+#: The largest client message (bytes); client messages are small JSON commands.
+MAX_CLIENT_MESSAGE: Final = 64 * 1024
 
 
 class _Auth(BaseModel):
@@ -336,6 +340,16 @@ class _Connection:
         assert self.ctx is not None
         if channel in self.pumps:
             await self.send({"type": "subscribed", "channel": channel})
+            return
+        if len(self.pumps) >= MAX_CHANNELS:
+            await self.send(
+                {
+                    "type": "error",
+                    "channel": channel,
+                    "code": "too_many_channels",
+                    "message": f"at most {MAX_CHANNELS} channels per connection",
+                }
+            )
             return
         kind, _, ident = channel.partition(":")
         cursor_of: Callable[[Any], int]
