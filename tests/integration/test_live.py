@@ -434,3 +434,24 @@ def test_a_connection_follows_at_most_100_channels_and_sends_small_messages(
             assert closed.value.rcvd.code == 1009  # message too big (RFC 6455 §7.4.1)
 
     asyncio.run(main())
+
+
+def test_deleting_a_followed_session_ends_its_streams(
+    server_factory: Factory, fresh_store: str
+) -> None:
+    srv = server_factory(fresh_store)
+    _session(srv, "doomed")
+    _post(srv, "doomed", ["a", "b"])
+
+    async def main() -> None:
+        async with websockets.connect(_ws_url(srv)) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "channels": ["session:doomed"]}))
+            assert len(await _ws_events(ws, 2, "session:doomed")) == 2
+            r = await asyncio.to_thread(httpx.delete, f"{srv.url}/v1/sessions/doomed", timeout=30)
+            assert r.status_code == 200
+            ended = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert ended == {"channel": "session:doomed", "type": "deleted", "cursor": 2}
+            await ws.send(json.dumps({"op": "ping"}))  # the connection stays usable
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+
+    asyncio.run(main())

@@ -33,10 +33,11 @@ from typing import Any, Final, Generic, TypeVar
 from tether.bus import Bus, BusGap, BusOverflow
 from tether.domain.changes import MEMORY_TOPIC, session_topic
 from tether.domain.records import Event, MemoryChange
+from tether.errors import NotFound
 from tether.services.context import RequestContext
 from tether.store.base import Store
 
-__all__ = ["LiveOverflow", "LiveService"]
+__all__ = ["LiveEnded", "LiveOverflow", "LiveService"]
 
 log = logging.getLogger("tether.services.live")
 
@@ -46,6 +47,15 @@ _PAGE: Final = 500
 DEFAULT_MAX_QUEUE: Final = 10_000
 
 T = TypeVar("T", Event, MemoryChange)
+
+
+class LiveEnded(Exception):
+    """The followed feed is gone (its session was deleted); ``cursor`` is the last one
+    yielded."""
+
+    def __init__(self, cursor: int) -> None:
+        super().__init__(f"the session was deleted; the stream ended after {cursor}")
+        self.cursor = cursor
 
 
 class LiveOverflow(Exception):
@@ -77,6 +87,7 @@ class _Follower(Generic[T]):
     wakeup: asyncio.Event
     held: int = 0
     overflowed: bool = False
+    ended: bool = False
 
     def offer(self, batch: list[T]) -> None:
         if self.overflowed:
@@ -133,6 +144,13 @@ class _Tail(Generic[T]):
                             await self._catch_up()
             except BusOverflow:
                 continue  # subscribe again and read what was missed
+            except NotFound:  # the session was deleted: its streams end
+                self.live._forget(self)
+                self.ready.set()
+                for follower in list(self.followers):
+                    follower.ended = True
+                    follower.wakeup.set()
+                return
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -192,6 +210,7 @@ class LiveService:
             NotFound: no such session in the caller's tenant (before anything is yielded).
             LiveOverflow: (while iterating) the caller fell ``max_queue`` events behind; its
                 ``cursor`` is the last ``seq`` yielded.
+            LiveEnded: (while iterating) the session was deleted.
         """
         await self.store.get_session(ctx.tenant_id, session_id)  # NotFound: 404
         tenant = ctx.tenant_id
@@ -245,6 +264,8 @@ class LiveService:
             while True:
                 if follower.overflowed:
                     raise LiveOverflow(cursor)
+                if follower.ended and not follower.queue:
+                    raise LiveEnded(cursor)
                 if not follower.queue:
                     follower.wakeup.clear()
                     await follower.wakeup.wait()
@@ -266,6 +287,8 @@ class LiveService:
                 if fresh:
                     cursor = feed.cursor(fresh[-1])
                     yield fresh
+        except NotFound:  # deleted while its backlog was read
+            raise LiveEnded(cursor) from None
         finally:
             await self._leave(tail, follower)
 
@@ -292,11 +315,18 @@ class LiveService:
         await tail.ready.wait()
         return tail
 
+    def _forget(self, tail: _Tail[Any]) -> None:
+        """Drop a tail that ended by itself (new followers start a new one)."""
+        key = (tail.feed.topic, tail.feed.tenant_id)
+        if self._tails.get(key) is tail:
+            del self._tails[key]
+
     async def _leave(self, tail: _Tail[T], follower: _Follower[T]) -> None:
         tail.followers.discard(follower)
         key = (tail.feed.topic, tail.feed.tenant_id)
-        if not tail.followers and self._tails.get(key) is tail:
-            del self._tails[key]
+        if not tail.followers:
+            if self._tails.get(key) is tail:
+                del self._tails[key]
             await tail.stop()
 
     async def close(self) -> None:

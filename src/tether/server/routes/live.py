@@ -39,7 +39,7 @@ from tether.server.deps import ContextDep, ServicesDep
 from tether.server.envelope import correlation_id
 from tether.server.errors import field_errors
 from tether.services.context import RequestContext
-from tether.services.live import LiveOverflow
+from tether.services.live import LiveEnded, LiveOverflow
 
 router = APIRouter(tags=["live"], route_class=JSONRoute)
 
@@ -184,6 +184,8 @@ async def _messages(
                 )
     except LiveOverflow as exc:
         yield ServerSentEvent(orjson.dumps({"cursor": exc.cursor}).decode(), event="overflow")
+    except LiveEnded as exc:
+        yield ServerSentEvent(orjson.dumps({"cursor": exc.cursor}).decode(), event="deleted")
     finally:
         aclose = getattr(batches, "aclose", None)
         if aclose is not None:
@@ -392,6 +394,9 @@ class _Connection:
             async for batch in batches:
                 for message in _encoded(batch, head, cursor_of):
                     await self.send_raw(message)
+        except LiveEnded as exc:
+            await self.send({"channel": channel, "type": "deleted", "cursor": exc.cursor})
+            self.pumps.pop(channel, None)
         except LiveOverflow as exc:
             await self.send({"channel": channel, "type": "overflow", "cursor": exc.cursor})
             await self.close(CLOSE_OVERFLOW, f"{channel} fell behind; resume after {exc.cursor}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from tether.domain.changes import SESSIONS_TOPIC, Change
+from tether.domain.changes import SESSIONS_TOPIC, Change, session_topic
+from tether.domain.common import MAX_SAFE_INT
 from tether.domain.events import EventBatchIn
 from tether.domain.filters import SessionFilter
 from tether.domain.records import BatchResult, Created, Goal, Session, SessionDetail, StateDoc
@@ -295,6 +296,8 @@ def delete_session(q: SessionSql, conn: Any, tenant_id: str, session_id: str, *,
     row = get_row(q, conn, tenant_id, session_id, lock=True)
     events = q.delete(conn, row["pk"])
     _changed(tenant_id, session_id, "session.deleted", now)
+    # Its followers too (cursor: past any seq, so every live tail reads and finds it gone).
+    emit(Change(session_topic(session_id), tenant_id, "session.deleted", MAX_SAFE_INT, {}))
     return events
 
 
