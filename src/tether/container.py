@@ -23,6 +23,7 @@ from tether.errors import Unavailable
 from tether.services import EventService, SessionService
 from tether.services.keys import AuditLog, Authenticator, KeyService
 from tether.services.live import LiveService
+from tether.services.live_metrics import LiveMetrics
 from tether.services.memory import MemoryService, build_memory
 from tether.services.ratelimit import RateLimiter
 from tether.store.base import Store
@@ -122,6 +123,7 @@ class Container:
             max_page_bytes=settings.max_page_bytes,
             max_queue=settings.live_max_queue,
         )
+        self.live_metrics = LiveMetrics(self.store, self.bus)
         self.audit = AuditLog(self.store)
         self.memory.audit = self.audit
         self.authenticator = Authenticator(self.store, settings, self.audit)
@@ -143,6 +145,7 @@ class Container:
         await self.memory.load_index()
         self.indexer.start()
         await self.authenticator.start()
+        await self.live_metrics.start()
         self._listener = asyncio.get_running_loop().create_task(
             self._listen(), name="memory-feed-listener"
         )
@@ -156,6 +159,7 @@ class Container:
                 await self._listener
             self._listener = None
         await self.live.close()
+        await self.live_metrics.stop()
         await self.indexer.stop()
         await self.memory.drain()
         await self.authenticator.stop()
@@ -172,6 +176,7 @@ class Container:
         """After a group commit (on the event loop): publish its changes; wake the
         indexer at once when they queued embedding work (the bus would too, a hop later)."""
         self.bus.publish_nowait(changes)
+        self.live_metrics.count(changes)
         if any(c.kind in _QUEUES_EMBEDDING for c in changes):
             self.indexer.wake()
 

@@ -455,3 +455,89 @@ def test_deleting_a_followed_session_ends_its_streams(
             assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
 
     asyncio.run(main())
+
+
+async def _snapshots_until(ws: Any, done: Callable[[list[dict[str, Any]]], bool]) -> list[Any]:
+    """Metrics snapshots until ``done(snapshots)`` (at most 30 of them)."""
+    got: list[dict[str, Any]] = []
+    while not done(got):
+        assert len(got) < 30, got
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if message.get("type") == "snapshot":
+            assert message["channel"] == "metrics"
+            got.append(message["data"])
+    return got
+
+
+def _post_mixed(srv: TetherServer, sid: str, ok: int, errors: int, headers: Any = None) -> None:
+    events = [{"kind": "log", "name": f"ok{n}"} for n in range(ok)]
+    events += [{"kind": "tool", "name": f"bad{n}", "status": "error"} for n in range(errors)]
+    r = httpx.post(
+        f"{srv.url}/v1/sessions/{sid}/events", json={"events": events}, headers=headers, timeout=30
+    )
+    assert r.status_code == 201, r.text
+
+
+def test_the_metrics_channel_counts_a_tenants_events_errors_and_connections(
+    server_factory: Factory, fresh_store: str
+) -> None:
+    srv = server_factory(fresh_store, env={"TETHER_REQUIRE_AUTH": "true"})
+    a_key, _ = srv.create_key("acme", "write")
+    b_key, _ = srv.create_key("globex", "read")
+    a = {"Authorization": f"Bearer {a_key}"}
+    for sid in ("m-1", "m-2"):
+        _session(srv, sid, a)
+
+    async def main() -> None:
+        async with (
+            websockets.connect(_ws_url(srv), additional_headers=a) as ws_a,
+            websockets.connect(_ws_url(srv), additional_headers=a) as idle_a,
+            websockets.connect(_ws_url(srv)) as ws_b,
+        ):
+            await ws_b.send(json.dumps({"op": "auth", "key": b_key}))
+            assert json.loads(await ws_b.recv())["type"] == "authenticated"
+            for ws in (ws_a, ws_b):
+                await ws.send(json.dumps({"op": "subscribe", "channels": ["metrics"]}))
+                assert json.loads(await ws.recv())["type"] == "subscribed"
+            await asyncio.to_thread(_post_mixed, srv, "m-1", 20, 3, a)
+            await asyncio.to_thread(_post_mixed, srv, "m-2", 10, 2, a)
+            mine = await _snapshots_until(ws_a, lambda s: sum(x["events"] for x in s) >= 35)
+            assert sum(x["events"] for x in mine) == 35
+            assert sum(x["errors"] for x in mine) == 5
+            assert mine[-1]["active_sessions"] == 2
+            assert max(x["ws_connections"] for x in mine) == 2  # acme's two sockets
+            assert {x["replicas"] for x in mine} <= {0, 1}
+            theirs = await _snapshots_until(ws_b, lambda s: len(s) >= 3)
+            assert sum(x["events"] for x in theirs) == 0  # nothing of acme's
+            assert theirs[-1]["active_sessions"] == 0
+            assert max(x["ws_connections"] for x in theirs) == 1
+            del idle_a
+
+    asyncio.run(main())
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_metrics_sum_every_replicas_reports(
+    replica_factory: Callable[..., list[TetherServer]],
+) -> None:
+    one, two = replica_factory()
+    _session(one, "mr")
+
+    async def main() -> None:
+        async with (
+            websockets.connect(_ws_url(two)) as watcher,
+            websockets.connect(_ws_url(one)) as other,
+        ):
+            await watcher.send(json.dumps({"op": "subscribe", "channels": ["metrics"]}))
+            assert json.loads(await watcher.recv())["type"] == "subscribed"
+            await asyncio.to_thread(_post_mixed, one, "mr", 20, 1)
+            await asyncio.to_thread(_post_mixed, two, "mr", 20, 1)
+            got = await _snapshots_until(watcher, lambda s: sum(x["events"] for x in s) >= 42)
+            assert sum(x["events"] for x in got) == 42
+            assert sum(x["errors"] for x in got) == 2
+            assert max(x["replicas"] for x in got) == 2
+            assert max(x["ws_connections"] for x in got) == 2
+            del other
+
+    asyncio.run(main())

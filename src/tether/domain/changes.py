@@ -13,13 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["MEMORY_TOPIC", "SESSIONS_TOPIC", "Change", "session_topic"]
+__all__ = ["MEMORY_TOPIC", "METRICS_TOPIC", "SESSIONS_TOPIC", "Change", "session_topic"]
 
 #: The memory change feed (cursor: the global ``lsn``).
 MEMORY_TOPIC: Final = "memory"
 #: Session summaries for live lists: created, updated, ended (cursor: the session's
 #: ``updated_at`` in ms; a list reads its gap back from the store by time).
 SESSIONS_TOPIC: Final = "sessions"
+#: Each replica's activity report, once a second per tenant (cursor: ms; not a feed, no
+#: backlog: services/live_metrics.py).
+METRICS_TOPIC: Final = "metrics"
 
 
 def session_topic(session_id: str) -> str:

@@ -116,6 +116,9 @@ class BackendStore(Store):
             )
         )
 
+    async def active_sessions(self, tenant_id: str) -> int:
+        return await self.read(lambda c: self.sql.sessions.active_count(c, tenant_id))
+
     async def get_session(self, tenant_id: str, session_id: str) -> SessionDetail:
         return await self.read(
             lambda c: ss.session_detail(self.sql.sessions, c, tenant_id, session_id)

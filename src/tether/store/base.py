@@ -195,6 +195,10 @@ class Store(abc.ABC):
         """The session with its goals and children. Raises NotFound."""
 
     @abc.abstractmethod
+    async def active_sessions(self, tenant_id: str) -> int:
+        """How many of the tenant's sessions have status ``active``."""
+
+    @abc.abstractmethod
     async def list_sessions(
         self, tenant_id: str, f: SessionFilter, *, cursor: int | None, limit: int, max_bytes: int
     ) -> tuple[list[Session], str | None]:

@@ -11,8 +11,9 @@ the connection. A client that falls ``TETHER_LIVE_MAX_QUEUE`` (10,000) events be
 stream ends: reconnect with that cursor. The memory feed is the same with ``event:
 change`` and ``id: <lsn>``.
 
-``WS /v1/ws`` carries the same streams as channels (``session:<id>``, ``memory``), several per
-connection; the protocol is in docs/live.md.
+``WS /v1/ws`` carries the same streams as channels (``session:<id>``, ``memory``), and a
+``metrics`` channel (a snapshot a second), several per connection; the protocol is in
+docs/live.md.
 """
 
 from __future__ import annotations
@@ -272,9 +273,13 @@ class _Connection:
 
     async def run(self) -> None:
         heartbeat = asyncio.create_task(self._heartbeat())
+        counted: str | None = None
         try:
             if self.ctx is None and not await self._authenticate():
                 return
+            assert self.ctx is not None
+            counted = self.ctx.tenant_id
+            self.svc.live_metrics.connected(counted)
             while not self.closed:
                 try:
                     raw = await self.ws.receive_text()
@@ -284,6 +289,8 @@ class _Connection:
         except WebSocketDisconnect:
             return
         finally:
+            if counted is not None:
+                self.svc.live_metrics.disconnected(counted)
             self.closed = True
             heartbeat.cancel()
             for task in self.pumps.values():
@@ -364,13 +371,18 @@ class _Connection:
             elif channel == "memory":
                 batches = await self.svc.live.follow_memory(self.ctx, after=cursor)
                 name, cursor_of = "changes", _lsn
+            elif channel == "metrics":
+                snapshots = self.svc.live_metrics.follow(self.ctx)
+                self.pumps[channel] = asyncio.create_task(self._snapshots(snapshots))
+                await self.send({"type": "subscribed", "channel": channel})
+                return
             else:
                 await self.send(
                     {
                         "type": "error",
                         "channel": channel,
                         "code": "invalid_input",
-                        "message": "channels: session:<id>, memory",
+                        "message": "channels: session:<id>, memory, metrics",
                     }
                 )
                 return
@@ -404,6 +416,19 @@ class _Connection:
             self.closed = True
         finally:
             aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    async def _snapshots(self, snapshots: AsyncIterator[dict[str, Any]]) -> None:
+        """The ``metrics`` channel: a snapshot a second (no cursor to resume from)."""
+        try:
+            async for snapshot in snapshots:
+                await self.send({"channel": "metrics", "type": "snapshot", "data": snapshot})
+        except (WebSocketDisconnect, RuntimeError):
+            self.closed = True
+        finally:
+            aclose = getattr(snapshots, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()

@@ -30,6 +30,16 @@ def find(conn: Conn, tenant_id: str, session_id: str, *, lock: bool) -> Row | No
     return row
 
 
+def active_count(conn: Conn, tenant_id: str) -> int:
+    row = one(
+        conn.execute(
+            "SELECT count(*) AS n FROM sessions WHERE tenant_id = %s AND status = 'active'",
+            (tenant_id,),
+        )
+    )
+    return int(row["n"])
+
+
 def pk_of(conn: Conn, tenant_id: str, session_id: str) -> int | None:
     row = conn.execute(
         "SELECT pk FROM sessions WHERE tenant_id = %s AND id = %s", (tenant_id, session_id)

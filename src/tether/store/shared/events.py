@@ -88,7 +88,7 @@ def append_events(
         if q.insert_fresh(conn, rows, prepared.columns):
             last = count + len(rows)
             q.add_to_session(conn, session_pk, event_count=last, totals=prepared.totals, now=now)
-            _appended(rows[0][TENANT], session_id, count + 1, last, now)
+            _appended(rows[0][TENANT], session_id, count + 1, last, prepared.totals.errors, now)
             return AppendResult(seqs=list(range(count + 1, last + 1)), duplicates=0)
     keys = [r[KEY] for r in rows if r[KEY] is not None]
     known = q.known_keys(conn, session_pk, keys) if keys else {}
@@ -109,14 +109,19 @@ def append_events(
         new_rows.append(row)
     if new_rows:
         q.insert_rows(conn, new_rows, prepared.columns)
-        q.add_to_session(conn, session_pk, event_count=seq, totals=totals_of(new_rows), now=now)
-        _appended(rows[0][TENANT], session_id, count + 1, seq, now)
+        totals = totals_of(new_rows)
+        q.add_to_session(conn, session_pk, event_count=seq, totals=totals, now=now)
+        _appended(rows[0][TENANT], session_id, count + 1, seq, totals.errors, now)
     return AppendResult(seqs=seqs, duplicates=len(rows) - len(new_rows))
 
 
-def _appended(tenant_id: str, session_id: str, first: int, last: int, now: int) -> None:
-    """Emit the changes of an append: the session's events, and the session itself."""
-    emit(Change(session_topic(session_id), tenant_id, "events", last, {"first": first}))
+def _appended(
+    tenant_id: str, session_id: str, first: int, last: int, errors: int, now: int
+) -> None:
+    """Emit the changes of an append: the session's events (seqs ``first..last``, of which
+    ``errors`` are errors), and the session itself."""
+    data = {"first": first, "errors": errors}
+    emit(Change(session_topic(session_id), tenant_id, "events", last, data))
     emit(Change(SESSIONS_TOPIC, tenant_id, "session.updated", now, {"id": session_id}))
 
 

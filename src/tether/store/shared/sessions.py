@@ -37,6 +37,9 @@ class SessionSql(Protocol):
 
     def pk_of(self, conn: Any, tenant_id: str, session_id: str) -> int | None: ...
 
+    def active_count(self, conn: Any, tenant_id: str) -> int:
+        """The tenant's sessions with status ``active``."""
+
     def insert(self, conn: Any, values: Mapping[str, Any]) -> Row | None:
         """Insert a session; ``None`` when the id exists (or was just committed by another
         replica) and nothing was inserted."""

@@ -25,6 +25,14 @@ def find(conn: Conn, tenant_id: str, session_id: str, *, lock: bool) -> Row | No
     return row
 
 
+def active_count(conn: Conn, tenant_id: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) AS n FROM sessions WHERE tenant_id = ? AND status = 'active'",
+        (tenant_id,),
+    ).fetchone()
+    return int(row["n"])
+
+
 def pk_of(conn: Conn, tenant_id: str, session_id: str) -> int | None:
     row = conn.execute(
         "SELECT pk FROM sessions WHERE tenant_id=? AND id=?", (tenant_id, session_id)
