@@ -188,3 +188,15 @@ async def test_memory_head_is_the_latest_lsn_of_every_tenant(store: Store) -> No
     a, _ = await store.memory_changes("tenant-a", after=0, limit=10, max_bytes=1 << 20)
     b, _ = await store.memory_changes("tenant-b", after=0, limit=10, max_bytes=1 << 20)
     assert await store.memory_head() == max(c.lsn for c in a + b) == b[-1].lsn
+
+
+async def test_active_sessions_counts_one_tenants_active_sessions(store: Store) -> None:
+    for sid in ("s1", "s2", "s3"):
+        await store.create_session("tenant-a", {"id": sid}, now=1, correlation_id=None)
+    await store.create_session("tenant-b", {"id": "s1"}, now=1, correlation_id=None)
+    await store.end_session(
+        "tenant-a", "s2", status="completed", summary=None, now=2, correlation_id=None
+    )
+    assert await store.active_sessions("tenant-a") == 2
+    assert await store.active_sessions("tenant-b") == 1
+    assert await store.active_sessions("tenant-c") == 0
