@@ -200,3 +200,28 @@ async def test_active_sessions_counts_one_tenants_active_sessions(store: Store) 
     assert await store.active_sessions("tenant-a") == 2
     assert await store.active_sessions("tenant-b") == 1
     assert await store.active_sessions("tenant-c") == 0
+
+
+async def test_sessions_by_id_and_changed_since_serve_a_live_list(store: Store) -> None:
+    for sid, now in (("s1", 10), ("s2", 20), ("s3", 20)):
+        await store.create_session("tenant-a", {"id": sid}, now=now, correlation_id=None)
+    await store.create_session("tenant-b", {"id": "s1"}, now=15, correlation_id=None)
+    found = await store.sessions_by_id("tenant-a", ["s3", "nope", "s1"])
+    assert [s.id for s in found] == ["s3", "s1"]
+    assert await store.sessions_by_id("tenant-c", ["s1"]) == []
+
+    async def changed(since: int, after: str, limit: int = 10) -> list[str]:
+        items = await store.sessions_changed(
+            "tenant-a", since_ms=since, after_id=after, limit=limit
+        )
+        return [s.id for s in items]
+
+    assert await changed(0, "") == ["s1", "s2", "s3"]
+    assert await changed(0, "", limit=2) == ["s1", "s2"]
+    assert await changed(20, "s2") == ["s3"]  # the page after (20 ms, "s2")
+    await store.end_session(
+        "tenant-a", "s1", status="completed", summary=None, now=30, correlation_id=None
+    )
+    assert await changed(20, "s3") == ["s1"]  # updated later: it moves to the end
+    (s1,) = await store.sessions_by_id("tenant-a", ["s1"])
+    assert s1.status == "completed"

@@ -59,6 +59,7 @@ MATRIX: dict[str, tuple[str, str]] = {
     "sessions.goals.update": ("missing", "-"),
     "sessions.agents.spawn": ("missing", "-"),
     "sessions.stream": ("missing", "-"),
+    "sessions.list.stream": ("hidden", "-"),
     "events.list": ("missing", "-"),
     "events.append": ("missing", "-"),
     "sessions.create": ("own", "-"),

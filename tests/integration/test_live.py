@@ -541,3 +541,75 @@ def test_metrics_sum_every_replicas_reports(
             del other
 
     asyncio.run(main())
+
+
+async def _session_items(ws: Any, want: Callable[[list[Any]], bool]) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    while not want(got):
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert message.get("type") not in ("error", "overflow"), message
+        if message.get("type") == "sessions":
+            assert message["cursor"] == message["data"][-1]["cursor"]
+            got.extend(message["data"])
+    return got
+
+
+def test_the_sessions_channel_feeds_a_live_list(server_factory: Factory, fresh_store: str) -> None:
+    srv = server_factory(fresh_store, env={"TETHER_REQUIRE_AUTH": "true"})
+    a_key, _ = srv.create_key("acme", "write")
+    b_key, _ = srv.create_key("globex", "write")
+    a = {"Authorization": f"Bearer {a_key}"}
+    b = {"Authorization": f"Bearer {b_key}"}
+    base = f"{srv.url}/v1/sessions"
+    reserved = httpx.post(base, json={"id": "stream"}, headers=a)
+    assert reserved.status_code == 422  # GET /v1/sessions/stream is the stream
+
+    def call(method: str, path: str, headers: dict[str, str], **kw: Any) -> None:
+        r = httpx.request(method, f"{base}{path}", headers=headers, timeout=30, **kw)
+        assert r.status_code < 300, r.text
+
+    async def main() -> None:
+        async with websockets.connect(_ws_url(srv), additional_headers=a) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "channels": ["sessions"]}))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+            steps = [
+                ("POST", "", {"json": {"id": "live-1", "title": "first"}}, "session.created"),
+                ("POST", "/live-1/events", {"json": {"kind": "log"}}, "session.updated"),
+                ("POST", "/live-1/end", {"json": {"status": "completed"}}, "session.ended"),
+                ("DELETE", "/live-1", {}, "session.deleted"),
+            ]
+            seen: list[dict[str, Any]] = []
+            for method, path, kw, want in steps:
+                await asyncio.to_thread(call, "POST", "", b, json={"id": f"b-{want}"})
+                await asyncio.to_thread(call, method, path, a, **kw)
+                (item,) = await _session_items(ws, lambda got: len(got) >= 1)
+                assert item["change"] == want  # and nothing of globex's in between
+                seen.append(item)
+            assert seen[0]["session"]["title"] == "first"
+            assert seen[2]["session"]["status"] == "completed"
+            assert seen[3]["session"] == {"id": "live-1"}
+            cursors = [i["cursor"] for i in seen]
+            assert cursors == sorted(cursors)
+            # Disconnected: two sessions change; a reconnect with the last cursor gets
+            # both (current state), once each.
+            await asyncio.to_thread(call, "POST", "", a, json={"id": "live-2"})
+            await asyncio.to_thread(call, "POST", "", a, json={"id": "live-3"})
+            await asyncio.to_thread(call, "PATCH", "/live-2", a, json={"title": "renamed"})
+        async with websockets.connect(_ws_url(srv), additional_headers=a) as ws:
+            sub = {"op": "subscribe", "channels": ["sessions"], "cursor": {"sessions": cursors[-1]}}
+            await ws.send(json.dumps(sub))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+            backlog = await _session_items(
+                ws, lambda got: {"live-2", "live-3"} <= {i["session"]["id"] for i in got}
+            )
+            ids = [i["session"]["id"] for i in backlog]
+            assert sorted(ids) == ["live-2", "live-3"]
+            (two,) = [i for i in backlog if i["session"]["id"] == "live-2"]
+            assert two["session"]["title"] == "renamed"
+
+    asyncio.run(main())
+    with httpx.stream("GET", f"{base}/stream", params={"after": 0}, headers=a, timeout=30) as r:
+        assert r.status_code == 200
+        first = next(_sse(r))
+    assert first["event"] == "session.updated"
+    assert json.loads(first["data"])["id"] in {"live-2", "live-3"}

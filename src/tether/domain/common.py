@@ -31,6 +31,18 @@ from pydantic import (
 ClientId = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@+\-=]+$")
 ]
+#: Session ids that name routes (``GET /v1/sessions/stream``), so no session may take them.
+RESERVED_SESSION_IDS = frozenset({"stream"})
+
+
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_SESSION_IDS:
+        raise ValueError(f"{value!r} is reserved: GET /v1/sessions/{value} is a route")
+    return value
+
+
+#: A session id a client may give a new session: a :data:`ClientId` but not a reserved one.
+SessionId = Annotated[ClientId, AfterValidator(_not_reserved)]
 ShortText = Annotated[str, StringConstraints(max_length=200)]
 #: At least one character that is not whitespace. Whitespace is spelled out (ECMA-262's
 #: set, as JSON Schema's ``\s`` means it) so the OpenAPI pattern, pydantic's regex engine

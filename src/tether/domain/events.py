@@ -13,6 +13,7 @@ from tether.domain.common import (
     JsonValue,
     Metadata,
     NonNegative,
+    SessionId,
     ShortText,
     Strict,
     Tag,
@@ -86,13 +87,13 @@ class EventsIn(Strict):
 class BatchEventIn(EventIn):
     """An event in ``POST /v1/events/batch``: it names its session."""
 
-    session_id: ClientId
+    session_id: SessionId
 
 
 class BatchSessionIn(Strict):
     """A session to create on first sight in ``POST /v1/events/batch`` (first write wins)."""
 
-    id: ClientId
+    id: SessionId
     parent_id: ClientId | None = None
     user_id: ShortText | None = None
     agent: ShortText | None = None

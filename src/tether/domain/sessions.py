@@ -12,6 +12,7 @@ from tether.domain.common import (
     ClientId,
     Fraction,
     Metadata,
+    SessionId,
     ShortText,
     Strict,
     Tags,
@@ -44,7 +45,7 @@ class GoalStatus(StrEnum):
 class SessionIn(Strict):
     """``POST /v1/sessions``. ``id`` is optional; the server makes a ULID when absent."""
 
-    id: ClientId | None = None
+    id: SessionId | None = None
     parent_id: ClientId | None = None
     user_id: ShortText | None = None
     agent: ShortText | None = None
@@ -76,7 +77,7 @@ class SessionEnd(Strict):
 class AgentSpawnIn(Strict):
     """``POST /v1/sessions/{id}/agents``: a child session whose ``parent_id`` is the path id."""
 
-    id: ClientId | None = None
+    id: SessionId | None = None
     agent: ShortText | None = None
     user_id: ShortText | None = None
     title: Annotated[str, StringConstraints(max_length=1000)] | None = None

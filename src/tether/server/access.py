@@ -45,6 +45,7 @@ ACCESS: Final[dict[str, Scope | None]] = {
     "sessions.goals.update": W,
     "sessions.agents.spawn": W,
     "sessions.stream": R,
+    "sessions.list.stream": R,
     "events.append": W,
     "events.list": R,
     "events.batch": W,

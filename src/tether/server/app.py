@@ -92,7 +92,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.services = container
     errors.install(app)
     # Hot ingest routes first: FastAPI matches included routers in order.
-    for module in (events, memories, sessions, live, health, admin):
+    # live before sessions: GET /v1/sessions/stream must not be read as a session id.
+    for module in (events, memories, live, sessions, health, admin):
         app.include_router(module.router)
     install_openapi(app, [*events.BODY_MODELS, *memories.BODY_MODELS, *admin.BODY_MODELS])
     # The request pipeline, innermost first (each add_middleware wraps what is there):

@@ -25,14 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from tether.bus import Bus, BusGap, BusOverflow
-from tether.domain.changes import MEMORY_TOPIC, session_topic
-from tether.domain.records import Event, MemoryChange
+from tether.domain.changes import MEMORY_TOPIC, SESSIONS_TOPIC, session_topic
+from tether.domain.records import Event, MemoryChange, Session
+from tether.domain.time import iso_ms
 from tether.errors import NotFound
 from tether.services.context import RequestContext
 from tether.store.base import Store
@@ -43,10 +44,12 @@ log = logging.getLogger("tether.services.live")
 
 #: Items read from the store per page (backlog and tail reads).
 _PAGE: Final = 500
+#: Session summaries a sessions follower remembers having sent (to send none twice).
+_SENT_MAX: Final = 100_000
 #: Items a follower may hold undelivered before it is dropped.
 DEFAULT_MAX_QUEUE: Final = 10_000
 
-T = TypeVar("T", Event, MemoryChange)
+T = TypeVar("T", Event, MemoryChange, dict[str, Any])
 
 
 class LiveEnded(Exception):
@@ -171,6 +174,85 @@ class _Tail(Generic[T]):
                 return
 
 
+class _SessionsHub:
+    """One tenant's session summaries in this process, shared by its followers: each
+    ``sessions`` change names a session; the hub reads the named sessions (all the changes
+    waiting at once, one read) and hands ``{"change", "cursor", "session"}`` items to its
+    followers. After a bus gap it reads every session changed since the latest it saw."""
+
+    def __init__(self, live: LiveService, tenant_id: str) -> None:
+        self.live = live
+        self.tenant_id = tenant_id
+        self.followers: set[_Follower[dict[str, Any]]] = set()
+        self.cursor = 0  # the latest updated_at (ms) handed out
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"tether-sessions-{self.tenant_id}")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def _run(self) -> None:
+        bus = self.live.bus
+        while True:
+            try:
+                async with bus.subscribe([SESSIONS_TOPIC], tenant_id=self.tenant_id) as sub:
+                    self.ready.set()
+                    while True:
+                        try:
+                            pending = {}
+                            change = await sub.__anext__()
+                            pending[change.data.get("id")] = (change.kind, change.cursor)
+                            while sub.qsize():  # what else is waiting: one read for all
+                                change = await sub.__anext__()
+                                pending[change.data.get("id")] = (change.kind, change.cursor)
+                            await self._hand_out(pending)
+                        except StopAsyncIteration:
+                            return
+                        except BusGap:
+                            await self._catch_up()
+            except BusOverflow:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("sessions hub of %s failed; retrying", self.tenant_id, exc_info=True)
+                self.ready.set()
+                await asyncio.sleep(1.0)
+
+    async def _hand_out(self, pending: dict[Any, tuple[str, int]]) -> None:
+        ids = [str(i) for i, (kind, _) in pending.items() if i and kind != "session.deleted"]
+        found = {s.id: s for s in await self.live.store.sessions_by_id(self.tenant_id, ids)}
+        items: list[dict[str, Any]] = []
+        for sid, (kind, cursor) in pending.items():
+            if kind == "session.deleted":
+                items.append({"change": kind, "cursor": cursor, "session": {"id": sid}})
+            elif sid in found:
+                items.append(_summary(found[sid], kind))
+        self._offer(items)
+
+    async def _catch_up(self) -> None:
+        async for items in self.live._sessions_since(self.tenant_id, self.cursor):
+            self._offer(items)
+
+    def _offer(self, items: list[dict[str, Any]]) -> None:
+        if not items:
+            return
+        self.cursor = max(self.cursor, *(item["cursor"] for item in items))
+        for follower in list(self.followers):
+            follower.offer(items)
+
+
+def _summary(session: Session, kind: str = "session.updated") -> dict[str, Any]:
+    """A live-list item: the change, its cursor (``updated_at`` in ms) and the session."""
+    return {"change": kind, "cursor": iso_ms(session.updated_at), "session": session}
+
+
 class LiveService:
     """Follows sessions and memory feeds for live streams (WebSocket and SSE).
 
@@ -194,6 +276,7 @@ class LiveService:
         self.max_page_bytes = max_page_bytes
         self.max_queue = max_queue
         self._tails: dict[tuple[str, str], _Tail[Any]] = {}
+        self._hubs: dict[str, _SessionsHub] = {}
 
     @property
     def followers(self) -> int:
@@ -252,6 +335,93 @@ class LiveService:
         if not ctx.namespaces:
             return batches
         return _only(batches, lambda c: ctx.may_use(c.namespace))
+
+    async def follow_sessions(
+        self, ctx: RequestContext, *, after: int | None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Batches of the tenant's session summaries as sessions are created, updated,
+        ended and deleted: ``{"change", "cursor", "session"}`` (``cursor`` the session's
+        ``updated_at`` in ms; a deleted session is ``{"id"}``). With ``after``, first every
+        session changed at or after that ms (the store's current state of each; deletions
+        in between are not replayed); without, live changes only. A summary is not sent
+        twice in the same version.
+
+        Raises:
+            LiveOverflow: (while iterating) the caller fell ``max_queue`` items behind.
+        """
+        return self._follow_sessions(ctx.tenant_id, after)
+
+    async def _follow_sessions(
+        self, tenant_id: str, after: int | None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        follower: _Follower[dict[str, Any]] = _Follower(self.max_queue, deque(), asyncio.Event())
+        hub = self._hubs.get(tenant_id)
+        if hub is None:
+            hub = self._hubs[tenant_id] = _SessionsHub(self, tenant_id)
+            hub.start()
+        hub.followers.add(follower)
+        sent: OrderedDict[str, int] = OrderedDict()  # id -> cursor last sent (bounded)
+        cursor = after or 0
+
+        def fresh(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out = []
+            for item in items:
+                sid = (
+                    item["session"]["id"]
+                    if isinstance(item["session"], dict)
+                    else item["session"].id
+                )
+                key = f"{item['change'] == 'session.deleted'}:{sid}"
+                if sent.get(key) == item["cursor"]:
+                    continue
+                sent[key] = item["cursor"]
+                sent.move_to_end(key)
+                if len(sent) > _SENT_MAX:
+                    sent.popitem(last=False)
+                out.append(item)
+            return out
+
+        try:
+            await hub.ready.wait()
+            if after is not None:
+                async for items in self._sessions_since(tenant_id, after):
+                    if kept := fresh(items):
+                        cursor = max(cursor, *(i["cursor"] for i in kept))
+                        yield kept
+            while True:
+                if follower.overflowed:
+                    raise LiveOverflow(cursor)
+                if not follower.queue:
+                    follower.wakeup.clear()
+                    await follower.wakeup.wait()
+                    continue
+                batch = follower.queue.popleft()
+                follower.held -= len(batch)
+                if kept := fresh(batch):
+                    cursor = max(cursor, *(i["cursor"] for i in kept))
+                    yield kept
+        finally:
+            hub.followers.discard(follower)
+            if not hub.followers and self._hubs.get(tenant_id) is hub:
+                del self._hubs[tenant_id]
+                await hub.stop()
+
+    async def _sessions_since(
+        self, tenant_id: str, since_ms: int
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of summaries of the sessions changed at or after ``since_ms``."""
+        after_id = ""
+        since = since_ms - 1  # at or after: (updated_at, id) > (since_ms - 1, "")
+        while True:
+            page = await self.store.sessions_changed(
+                tenant_id, since_ms=since, after_id=after_id, limit=_PAGE
+            )
+            if not page:
+                return
+            yield [_summary(s) for s in page]
+            since, after_id = iso_ms(page[-1].updated_at), page[-1].id
+            if len(page) < _PAGE:
+                return
 
     async def _follow(self, feed: _Feed[T], cursor: int) -> AsyncIterator[list[T]]:
         follower: _Follower[T] = _Follower(self.max_queue, deque(), asyncio.Event())
@@ -334,6 +504,9 @@ class LiveService:
         tails, self._tails = list(self._tails.values()), {}
         for tail in tails:
             await tail.stop()
+        hubs, self._hubs = list(self._hubs.values()), {}
+        for hub in hubs:
+            await hub.stop()
 
 
 def _seq(event: Event) -> int:

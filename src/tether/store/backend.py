@@ -45,6 +45,7 @@ from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
 from tether.errors import NotFound
 from tether.store.base import EmbeddedJob, IndexRow, Job, RankingRow, Store
 from tether.store.prepared import group_batch, prepare_events
+from tether.store.rows import session_record
 from tether.store.shared import events as es
 from tether.store.shared import memories as ms
 from tether.store.shared import outbox as os_
@@ -114,6 +115,30 @@ class BackendStore(Store):
                 correlation_id=correlation_id,
                 strict=strict,
             )
+        )
+
+    async def sessions_by_id(self, tenant_id: str, ids: Sequence[str]) -> list[Session]:
+        if not ids:
+            return []
+
+        def read(c: Any) -> list[Session]:
+            by_id = {
+                r["id"]: session_record(r) for r in self.sql.sessions.rows_by_id(c, tenant_id, ids)
+            }
+            return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+
+        return await self.read(read)
+
+    async def sessions_changed(
+        self, tenant_id: str, *, since_ms: int, after_id: str, limit: int
+    ) -> list[Session]:
+        return await self.read(
+            lambda c: [
+                session_record(r)
+                for r in self.sql.sessions.changed_rows(
+                    c, tenant_id, since_ms=since_ms, after_id=after_id, limit=limit
+                )
+            ]
         )
 
     async def active_sessions(self, tenant_id: str) -> int:

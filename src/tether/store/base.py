@@ -195,6 +195,18 @@ class Store(abc.ABC):
         """The session with its goals and children. Raises NotFound."""
 
     @abc.abstractmethod
+    async def sessions_by_id(self, tenant_id: str, ids: Sequence[str]) -> list[Session]:
+        """The tenant's sessions among ``ids`` (unknown ids left out), in ``ids`` order."""
+
+    @abc.abstractmethod
+    async def sessions_changed(
+        self, tenant_id: str, *, since_ms: int, after_id: str, limit: int
+    ) -> list[Session]:
+        """The tenant's sessions by ``(updated_at, id)`` after ``(since_ms, after_id)``
+        (``updated_at`` in ms since the epoch), at most ``limit``: the backlog of a live
+        list. Deleted sessions are not in it."""
+
+    @abc.abstractmethod
     async def active_sessions(self, tenant_id: str) -> int:
         """How many of the tenant's sessions have status ``active``."""
 

@@ -101,6 +101,53 @@ async def stream_session(
 
 
 @router.get(
+    "/v1/sessions/stream",
+    operation_id="sessions.list.stream",
+    responses=_STREAM,  # type: ignore[arg-type]
+    response_class=EventSourceResponse,
+)
+async def stream_sessions(
+    svc: ServicesDep,
+    ctx: ContextDep,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_SAFE_INT,
+            description="First the sessions changed at or after this updated_at (ms since "
+            "the epoch); absent: live changes only.",
+        ),
+    ] = None,
+    last_event_id: LastEventId = None,
+) -> Response:
+    """The tenant's sessions as they are created, updated, ended and deleted, for live
+    lists: ``event: session.created`` (``.updated``, ``.ended``, ``.deleted``), ``id:
+    <updated_at ms>``, ``data:`` the session (``{"id"}`` when deleted)."""
+    cursor = after if last_event_id is None else _cursor(0, last_event_id)
+    batches = await svc.live.follow_sessions(ctx, after=cursor)
+    return EventSourceResponse(_session_messages(batches), ping=PING_S)
+
+
+async def _session_messages(
+    batches: AsyncIterator[list[dict[str, Any]]],
+) -> AsyncIterator[ServerSentEvent]:
+    try:
+        async for batch in batches:
+            for item in batch:
+                yield ServerSentEvent(
+                    orjson.dumps(item["session"]).decode(),
+                    event=item["change"],
+                    id=str(item["cursor"]),
+                )
+    except LiveOverflow as exc:
+        yield ServerSentEvent(orjson.dumps({"cursor": exc.cursor}).decode(), event="overflow")
+    finally:
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+@router.get(
     "/v1/memory/changes/stream",
     operation_id="memory.changes.stream",
     responses=_STREAM,  # type: ignore[arg-type]
@@ -164,6 +211,11 @@ def _serialise(batch: list[Any]) -> list[list[tuple[Any, bytes]]]:
         out[-1].append((item, raw))
         size += len(raw)
     return out if out[0] else []
+
+
+def _item_cursor(item: dict[str, Any]) -> int:
+    cursor: int = item["cursor"]
+    return cursor
 
 
 def _seq(event: Event) -> int:
@@ -337,7 +389,7 @@ class _Connection:
             )
         elif message.op == "subscribe":
             for channel in message.channels:
-                await self._subscribe(channel, message.cursor.get(channel, 0))
+                await self._subscribe(channel, message.cursor.get(channel))
         else:
             for channel in message.channels:
                 task = self.pumps.pop(channel, None)
@@ -345,7 +397,10 @@ class _Connection:
                     task.cancel()
                 await self.send({"type": "unsubscribed", "channel": channel})
 
-    async def _subscribe(self, channel: str, cursor: int) -> None:
+    async def _subscribe(self, channel: str, given: int | None) -> None:
+        """Start following ``channel`` from the cursor ``given`` (absent: from the start
+        of a session or of the memory feed; for ``sessions``, live changes only)."""
+        cursor = given or 0
         assert self.ctx is not None
         if channel in self.pumps:
             await self.send({"type": "subscribed", "channel": channel})
@@ -371,6 +426,9 @@ class _Connection:
             elif channel == "memory":
                 batches = await self.svc.live.follow_memory(self.ctx, after=cursor)
                 name, cursor_of = "changes", _lsn
+            elif channel == "sessions":
+                batches = await self.svc.live.follow_sessions(self.ctx, after=given)
+                name, cursor_of = "sessions", _item_cursor
             elif channel == "metrics":
                 snapshots = self.svc.live_metrics.follow(self.ctx)
                 self.pumps[channel] = asyncio.create_task(self._snapshots(snapshots))
@@ -382,7 +440,7 @@ class _Connection:
                         "type": "error",
                         "channel": channel,
                         "code": "invalid_input",
-                        "message": "channels: session:<id>, memory, metrics",
+                        "message": "channels: session:<id>, sessions, memory, metrics",
                     }
                 )
                 return

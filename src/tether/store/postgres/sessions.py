@@ -10,7 +10,7 @@ same id (another replica) waits for that one's commit and then inserts nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tether.domain.filters import SessionFilter
@@ -28,6 +28,23 @@ def find(conn: Conn, tenant_id: str, session_id: str, *, lock: bool) -> Row | No
         (tenant_id, session_id),
     ).fetchone()
     return row
+
+
+def rows_by_id(conn: Conn, tenant_id: str, ids: Sequence[str]) -> Iterable[Row]:
+    marks = ", ".join(["%s"] * len(ids))
+    return conn.execute(
+        f"SELECT * FROM sessions WHERE tenant_id = %s AND id IN ({marks})", (tenant_id, *ids)
+    ).fetchall()
+
+
+def changed_rows(
+    conn: Conn, tenant_id: str, *, since_ms: int, after_id: str, limit: int
+) -> Iterable[Row]:
+    return conn.execute(
+        "SELECT * FROM sessions WHERE tenant_id = %s AND (updated_at, id) > (%s, %s) "
+        "ORDER BY updated_at, id LIMIT %s",
+        (tenant_id, since_ms, after_id, limit),
+    ).fetchall()
 
 
 def active_count(conn: Conn, tenant_id: str) -> int:

@@ -9,7 +9,7 @@ for update (``lock=True``), so two replicas patching one session serialise on it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from tether.domain.changes import SESSIONS_TOPIC, Change, session_topic
@@ -39,6 +39,15 @@ class SessionSql(Protocol):
 
     def active_count(self, conn: Any, tenant_id: str) -> int:
         """The tenant's sessions with status ``active``."""
+
+    def rows_by_id(self, conn: Any, tenant_id: str, ids: Sequence[str]) -> Iterable[Row]:
+        """The tenant's session rows among ``ids`` (any order)."""
+
+    def changed_rows(
+        self, conn: Any, tenant_id: str, *, since_ms: int, after_id: str, limit: int
+    ) -> Iterable[Row]:
+        """The tenant's session rows with ``(updated_at, id) > (since_ms, after_id)``, in
+        that order."""
 
     def insert(self, conn: Any, values: Mapping[str, Any]) -> Row | None:
         """Insert a session; ``None`` when the id exists (or was just committed by another

@@ -9,7 +9,7 @@ Functions take the connection first, run inside the engine's jobs and never comm
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tether.domain.filters import SessionFilter
@@ -23,6 +23,23 @@ def find(conn: Conn, tenant_id: str, session_id: str, *, lock: bool) -> Row | No
         "SELECT * FROM sessions WHERE tenant_id=? AND id=?", (tenant_id, session_id)
     ).fetchone()
     return row
+
+
+def rows_by_id(conn: Conn, tenant_id: str, ids: Sequence[str]) -> Iterable[Row]:
+    marks = ", ".join(["?"] * len(ids))
+    return conn.execute(
+        f"SELECT * FROM sessions WHERE tenant_id = ? AND id IN ({marks})", (tenant_id, *ids)
+    ).fetchall()
+
+
+def changed_rows(
+    conn: Conn, tenant_id: str, *, since_ms: int, after_id: str, limit: int
+) -> Iterable[Row]:
+    return conn.execute(
+        "SELECT * FROM sessions WHERE tenant_id = ? AND (updated_at, id) > (?, ?) "
+        "ORDER BY updated_at, id LIMIT ?",
+        (tenant_id, since_ms, after_id, limit),
+    ).fetchall()
 
 
 def active_count(conn: Conn, tenant_id: str) -> int:
