@@ -465,6 +465,7 @@ async def _snapshots_until(ws: Any, done: Callable[[list[dict[str, Any]]], bool]
         message = json.loads(await asyncio.wait_for(ws.recv(), 10))
         if message.get("type") == "snapshot":
             assert message["channel"] == "metrics"
+            assert message["cursor"] == message["data"]["cursor"]
             got.append(message["data"])
     return got
 

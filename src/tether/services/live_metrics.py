@@ -9,7 +9,7 @@ tenant share one **hub** that listens to those reports and, once a second, adds 
 what only the store knows (active sessions, the embedding backlog) and hands the snapshot
 to its followers:
 
-``{"at", "interval_s", "events", "events_per_s", "errors", "errors_per_s",
+``{"cursor" (ms), "at", "interval_s", "events", "events_per_s", "errors", "errors_per_s",
 "active_sessions", "index_backlog", "ws_connections", "replicas"}``
 
 ``events``/``errors`` are the counts the replicas reported since the previous snapshot (so
@@ -112,8 +112,10 @@ class _Hub:
             except Exception:
                 log.warning("metrics snapshot of %s failed", self.tenant_id, exc_info=True)
                 continue
+            at = now_ms()
             snapshot = {
-                "at": iso(now_ms()),
+                "cursor": at,
+                "at": iso(at),
                 "interval_s": round(elapsed, 3),
                 "events": events,
                 "events_per_s": round(events / elapsed, 1),

@@ -482,7 +482,8 @@ class _Connection:
         """The ``metrics`` channel: a snapshot a second (no cursor to resume from)."""
         try:
             async for snapshot in snapshots:
-                await self.send({"channel": "metrics", "type": "snapshot", "data": snapshot})
+                message = {"channel": "metrics", "type": "snapshot", "data": snapshot}
+                await self.send({**message, "cursor": snapshot["cursor"]})
         except (WebSocketDisconnect, RuntimeError):
             self.closed = True
         finally:
