@@ -105,25 +105,37 @@ class _Follower(Generic[T]):
         self.wakeup.set()
 
 
-class _Tail(Generic[T]):
-    """One feed's reader in this process, shared by its followers."""
+class _Reader:
+    """A background task shared by a feed's followers in this process: ``start`` runs
+    :meth:`_run`; ``ready`` is set once its bus subscription is live."""
 
-    def __init__(self, live: LiveService, feed: _Feed[T]) -> None:
+    def __init__(self, live: LiveService, name: str) -> None:
         self.live = live
-        self.feed: _Feed[T] = feed
-        self.followers: set[_Follower[T]] = set()
+        self.name = name
         self.cursor = 0
         self.ready = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=f"tether-tail-{self.feed.topic}")
+        self.task = asyncio.create_task(self._run(), name=f"tether-{self.name}")
 
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class _Tail(_Reader, Generic[T]):
+    """One feed's reader in this process, shared by its followers."""
+
+    def __init__(self, live: LiveService, feed: _Feed[T]) -> None:
+        super().__init__(live, f"tail-{feed.topic}")
+        self.feed: _Feed[T] = feed
+        self.followers: set[_Follower[T]] = set()
 
     async def _run(self) -> None:
         feed = self.feed
@@ -174,28 +186,16 @@ class _Tail(Generic[T]):
                 return
 
 
-class _SessionsHub:
+class _SessionsHub(_Reader):
     """One tenant's session summaries in this process, shared by its followers: each
     ``sessions`` change names a session; the hub reads the named sessions (all the changes
     waiting at once, one read) and hands ``{"change", "cursor", "session"}`` items to its
     followers. After a bus gap it reads every session changed since the latest it saw."""
 
     def __init__(self, live: LiveService, tenant_id: str) -> None:
-        self.live = live
+        super().__init__(live, f"sessions-{tenant_id}")  # cursor: the latest updated_at
         self.tenant_id = tenant_id
         self.followers: set[_Follower[dict[str, Any]]] = set()
-        self.cursor = 0  # the latest updated_at (ms) handed out
-        self.ready = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=f"tether-sessions-{self.tenant_id}")
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
 
     async def _run(self) -> None:
         bus = self.live.bus
