@@ -162,7 +162,7 @@ def audit_command(
     as_json: JsonOption = False,
 ) -> None:
     """Print the audit log: keys created and revoked, purges, reindexing, exports, outbox
-    replays, bursts of failed authentication (tenant ``*``: keys that are not ours)."""
+    replays, bursts of failed authentication (tenant "*": keys that are not ours)."""
     items, _ = _run(db, lambda _s, _k, audit: audit.page(tenant, after=after, limit=limit))
     columns = ["seq", "at", "tenant_id", "key_id", "action", "target", "detail"]
     _print(items, as_json, [*columns, "correlation_id"], "audit log")
