@@ -47,7 +47,14 @@ ShortText = Annotated[str, StringConstraints(max_length=200)]
 #: At least one character that is not whitespace. Whitespace is spelled out (ECMA-262's
 #: set, as JSON Schema's ``\s`` means it) so the OpenAPI pattern, pydantic's regex engine
 #: and any client's agree on it; Python's ``str.isspace`` also counts U+001C-U+001F.
-NOT_BLANK = r"[^\t\n\x0b\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+#: The whole string is matched (anchored) and may not hold U+0000 anywhere: the server
+#: refuses NUL in every string, and a pattern here is the only way the schema can say so
+#: for these fields (``bodies._no_nul`` adds one only to strings without a pattern).
+NOT_BLANK = (
+    r"^[^\u0000]*"
+    r"[^\u0000\t\n\x0b\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+    r"[^\u0000]*$"
+)
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Tags = Annotated[list[Tag], Field(max_length=50)]
 
