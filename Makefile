@@ -23,20 +23,26 @@ run: install
 test: lint services
 	$(PY) -m pytest
 
-# Debian's redis-server for the Redis tests (PostgreSQL comes from a wheel in .[dev]).
-# Idempotent; without apt or root it says so, and the Redis tests skip (or fail under
-# TETHER_REQUIRE_SERVICES=1, as in CI). `make run` never needs it.
+# Debian's redis-server for the Redis tests (PostgreSQL comes from a wheel in .[dev]), and
+# Debian's chromium and chromium-driver for the dashboard's browser tests (Playwright, from
+# .[dev], drives that binary: a browser download from elsewhere fails on these machines).
+# Idempotent; without apt or root it says so, and those tests skip (or fail under
+# TETHER_REQUIRE_SERVICES=1, as in CI). `make run` never needs them.
 services:
-	@command -v redis-server >/dev/null && exit 0; \
+	@missing=; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	[ -z "$$missing" ] && exit 0; \
 	if ! command -v apt-get >/dev/null; then \
-		echo "services: redis-server is not installed and apt-get is not available: install Redis 7 to run the Redis tests"; exit 0; fi; \
+		echo "services:$$missing not installed and apt-get is not available: install them to run the Redis and dashboard tests"; exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
-		echo "services: installing redis-server needs root (or sudo): apt-get install redis-server"; exit 0; fi; \
-	echo "services: installing Debian's redis-server"; \
+		echo "services: installing$$missing needs root (or sudo): apt-get install$$missing"; exit 0; fi; \
+	echo "services: installing Debian's$$missing"; \
 	export DEBIAN_FRONTEND=noninteractive; \
-	$$SUDO apt-get install -y -qq redis-server >/dev/null 2>&1 \
-		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; } \
-		|| echo "services: apt-get could not install redis-server: the Redis tests will not run"
+	$$SUDO apt-get install -y -qq $$missing >/dev/null 2>&1 \
+		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; } \
+		|| echo "services: apt-get could not install$$missing: the tests that need them will not run"
 
 lint: install
 	$(VENV)/bin/ruff check conftest.py src tests clients/python benchmarks

@@ -26,6 +26,13 @@ sqlite,postgresql://...`` interleaves the two backends), one table per store.
 mode (no key) and with ``TETHER_REQUIRE_AUTH=true`` and a write key on every request (its
 rate limit set high enough never to refuse, so the token-bucket check still runs), with
 the keyed server's ratio to local mode.
+
+``--metrics`` measures the cost of the Prometheus metrics (docs/metrics.md): the same tree
+twice per round, with ``TETHER_METRICS_ENABLED=false`` and with metrics on (the default),
+side by side with the ratio to metrics off. The events are tool and llm calls with
+durations, so every one is counted by kind, by name and in a duration histogram. After the
+metrics-on run its ``/metrics`` is scraped and its ingested-event count checked against the
+store's.
 """
 
 from __future__ import annotations
@@ -294,6 +301,12 @@ def main() -> None:
         help="measure this tree in local mode and with an API key, alternately, and print "
         "the keyed server's ratio to local mode",
     )
+    ap.add_argument(
+        "--metrics",
+        action="store_true",
+        help="measure this tree with metrics off and on, alternately, and print the "
+        "ratio of metrics on to off",
+    )
     ap.add_argument("--key", help=argparse.SUPPRESS)  # internal: the client's API key
     ap.add_argument(
         "--db",
@@ -324,6 +337,8 @@ def _measure(args: argparse.Namespace, dbs: list[str], use_wrk: bool) -> None:
     servers: list[tuple[str, Path | None, bool]] = [("this tree", None, False)]
     if args.auth:
         servers = [("local mode", None, False), ("with a key", None, True)]
+    elif args.metrics:
+        servers = [("metrics off", None, False), ("metrics on", None, False)]
     elif args.against is not None:
         servers.insert(0, (f"against {args.against}", args.against.resolve(), False))
     ceilings: dict[str, list[dict[str, Any]]] = {}
@@ -333,7 +348,8 @@ def _measure(args: argparse.Namespace, dbs: list[str], use_wrk: bool) -> None:
         for db in dbs:
             ceilings.setdefault(db, []).append(_ceiling(args.batched_events, db))
             for label, src, auth in servers:
-                for r in _serve_and_measure(args, db, src, use_wrk, auth):
+                env = _METRICS_OFF if label == "metrics off" else {}
+                for r in _serve_and_measure(args, db, src, use_wrk, auth, env):
                     runs.setdefault(db, {}).setdefault((label, r["mode"]), []).append(r)
     print(f"hypervisor steal during the run: {steal_share(cpu_before, cpu_times()):.1%}")
     for db in dbs:
@@ -393,14 +409,25 @@ def _create_key(store: Path | str, home: Path) -> str:
     return secret
 
 
+#: The server environment of ``--metrics``'s baseline.
+_METRICS_OFF = {"TETHER_METRICS_ENABLED": "false"}
+
+
 def _serve_and_measure(
-    args: argparse.Namespace, db: str, src: Path | None, use_wrk: bool, auth: bool
+    args: argparse.Namespace,
+    db: str,
+    src: Path | None,
+    use_wrk: bool,
+    auth: bool,
+    extra_env: dict[str, str],
 ) -> list[dict[str, Any]]:
     """Both modes against one fresh server (of ``src``, else this tree; with ``auth``,
-    requiring a key and sending one); stored counts are checked against what the client
-    saw acknowledged."""
+    requiring a key and sending one; ``extra_env`` on top); stored counts are checked
+    against what the client saw acknowledged, and (with metrics on, ``--metrics``) against
+    what ``/metrics`` counted."""
     results = []
     env = {"TETHER_REQUIRE_AUTH": "true", "TETHER_RATE_LIMIT_WRITE": "1000000"} if auth else {}
+    env.update(extra_env)
     with (
         tempfile.TemporaryDirectory() as tmp,
         fresh_store(db, Path(tmp), "bench") as store,
@@ -449,7 +476,27 @@ def _serve_and_measure(
                     f"{mode}: client saw {r['events']} acknowledged, server stored {stored}"
                 )
             results.append(r)
+        if args.metrics and extra_env != _METRICS_OFF:
+            _check_counted(url, headers)
     return results
+
+
+def _check_counted(url: str, headers: dict[str, str]) -> None:
+    """The events ``/metrics`` counted equal the events the store holds."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    counted = sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "tether_events_ingested"
+        for s in f.samples
+        if s.name == "tether_events_ingested_total"
+    )
+    stored = _stored_events(url, headers)
+    if counted != stored:
+        raise RuntimeError(f"/metrics counted {counted:.0f} events, the store holds {stored}")
 
 
 if __name__ == "__main__":

@@ -114,6 +114,14 @@ class Settings(BaseSettings):
         le=64,
         description="Read connections (and reader threads) per process, SQLite or PostgreSQL.",
     )
+    prices_file: Path | None = Field(
+        default=None,
+        description=(
+            "Model prices (USD per million tokens) over the shipped defaults: a TOML or JSON "
+            'file of `models."NAME"` tables with input, cached_input, cache_write, output, '
+            "reasoning (docs/cost.md). Read at start; a bad file stops the server."
+        ),
+    )
     max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes."
     )
@@ -143,6 +151,30 @@ class Settings(BaseSettings):
         default=0.1,
         gt=0,
         description="Python GIL switch interval in ms while serving (see docs/benchmarks.md).",
+    )
+    metrics_enabled: bool = Field(
+        default=True,
+        description=(
+            "Serve Prometheus metrics at /metrics (docs/metrics.md); off, nothing is counted "
+            "and /metrics answers 404."
+        ),
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token that opens /metrics when auth is on (API keys do not: metrics are "
+            "deployment-wide); unset, /metrics answers 403 outside local mode. Never logged; "
+            "must not start with tk_."
+        ),
+    )
+    metrics_max_names: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description=(
+            "Distinct tool, model and agent names the metrics label, each, per process; "
+            "later names are counted under `other` (label cardinality stays bounded)."
+        ),
     )
     log_level: str = Field(default="INFO", description="Log level for the tether loggers.")
     access_log: bool = Field(default=False, description="Log one line per HTTP request.")
@@ -205,6 +237,15 @@ class Settings(BaseSettings):
             "(searched instead of an exact scan)."
         ),
     )
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _not_a_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """The metrics token is not an API key: one starting with ``tk_`` would be read as
+        a key (and refused) before /metrics saw it."""
+        if value is not None and value.get_secret_value().startswith("tk_"):
+            raise ValueError("TETHER_METRICS_TOKEN must not start with tk_ (API keys do)")
+        return value
 
     @property
     def store_url(self) -> str:

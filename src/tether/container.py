@@ -21,12 +21,17 @@ from tether.config import Settings
 from tether.domain.changes import MEMORY_TOPIC, Change
 from tether.errors import Unavailable
 from tether.services import EventService, SessionService
+from tether.services.analytics import AnalyticsService
+from tether.services.doctor import with_hint
 from tether.services.keys import AuditLog, Authenticator, KeyService
 from tether.services.live import LiveService
 from tether.services.live_metrics import LiveMetrics
 from tether.services.memory import MemoryService, build_memory
+from tether.services.metrics import Metrics
+from tether.services.prices import PriceBook, load_price_file
 from tether.services.ratelimit import RateLimiter
 from tether.store.base import Store
+from tether.store.shared.events import ROWS_TOPIC
 
 __all__ = ["Container", "open_store", "preflight"]
 
@@ -75,14 +80,20 @@ def open_store(settings: Settings) -> Store:
 
 
 def preflight(settings: Settings) -> None:
-    """Check, before anything starts, that the configured store can be opened: the SQLite
-    file's folder and file are writable; PostgreSQL answers and accepts the login.
+    """Check, before anything starts, that the configured store can be opened (the SQLite
+    file's folder and file are writable; PostgreSQL answers and accepts the login) and that
+    the price file (``TETHER_PRICES_FILE``), if any, reads.
 
     Raises:
-        Unavailable: it cannot; the message is one line naming the cause (never the
+        Unavailable: either cannot; the message is one line naming the cause (never the
             password).
         ValueError: an unsupported URL.
     """
+    if settings.prices_file is not None:
+        try:
+            load_price_file(settings.prices_file)
+        except ValueError as exc:
+            raise Unavailable(str(exc)) from None
     url = settings.store_url
     if url.startswith("sqlite:"):
         from tether.store.sqlite import check_writable
@@ -116,7 +127,11 @@ class Container:
             max_state_bytes=settings.max_state_bytes,
             max_page_bytes=settings.max_page_bytes,
         )
-        self.events = EventService(self.store, max_page_bytes=settings.max_page_bytes)
+        self.audit = AuditLog(self.store)
+        file_prices = load_price_file(settings.prices_file) if settings.prices_file else None
+        self.prices = PriceBook(self.store, self.audit, file_prices)
+        self.events = EventService(self.store, self.prices, max_page_bytes=settings.max_page_bytes)
+        self.analytics = AnalyticsService(self.store, max_page_bytes=settings.max_page_bytes)
         self.live = LiveService(
             self.store,
             self.bus,
@@ -124,7 +139,11 @@ class Container:
             max_queue=settings.live_max_queue,
         )
         self.live_metrics = LiveMetrics(self.store, self.bus)
-        self.audit = AuditLog(self.store)
+        # Prometheus metrics (docs/metrics.md); None when TETHER_METRICS_ENABLED is off.
+        self.metrics: Metrics | None = None
+        if settings.metrics_enabled:
+            self.metrics = Metrics(self.store, max_names=settings.metrics_max_names)
+            self.memory.on_search = self.metrics.recalled
         self.memory.audit = self.audit
         self.authenticator = Authenticator(self.store, settings, self.audit)
         self.keys = KeyService(self.store, self.audit, self.authenticator)
@@ -170,15 +189,23 @@ class Container:
 
     async def checks(self) -> list[dict[str, Any]]:
         """The readiness checks beyond the store: the bus and the embedder."""
-        return [await self.bus.check(), await self.memory.embedder_check()]
+        return [with_hint(await self.bus.check()), with_hint(await self.memory.embedder_check())]
 
     def _on_commit(self, changes: list[Change]) -> None:
         """After a group commit (on the event loop): publish its changes; wake the
-        indexer at once when they queued embedding work (the bus would too, a hop later)."""
-        self.bus.publish_nowait(changes)
-        self.live_metrics.count(changes)
-        if any(c.kind in _QUEUES_EMBEDDING for c in changes):
+        indexer at once when they queued embedding work (the bus would too, a hop later).
+        The inserted rows the store handed over (:data:`ROWS_TOPIC`) are only counted by
+        the metrics: they never leave this process."""
+        published = [c for c in changes if c.topic != ROWS_TOPIC]
+        self.bus.publish_nowait(published)
+        self.live_metrics.count(published)
+        if any(c.kind in _QUEUES_EMBEDDING for c in published):
             self.indexer.wake()
+        if self.metrics is not None:
+            try:
+                self.metrics.committed(changes)
+            except Exception:  # a counting bug must not stop the change feed
+                log.exception("metrics: a group commit was not counted")
 
     async def _listen(self) -> None:
         """Follow the ``memory`` topic of every replica: catch the indexes up from the

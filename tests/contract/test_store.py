@@ -225,3 +225,45 @@ async def test_sessions_by_id_and_changed_since_serve_a_live_list(store: Store) 
     assert await changed(20, "s3") == ["s1"]  # updated later: it moves to the end
     (s1,) = await store.sessions_by_id("tenant-a", ["s1"])
     assert s1.status == "completed"
+
+
+async def test_prices_are_per_tenant_replaced_whole_and_deleted(store: Store) -> None:
+    row = await store.put_price("tenant-a", "m-1", {"input": 1.0, "output": 2.0}, now=1_000)
+    assert (row.model, row.input, row.output, row.cached_input, row.source) == (
+        "m-1",
+        1.0,
+        2.0,
+        None,
+        "tenant",
+    )
+    await store.put_price("tenant-a", "m-1", {"reasoning": 3.0}, now=2_000)  # replaces the row
+    await store.put_price("tenant-b", "m-1", {"input": 9.0}, now=1_000)
+    [a] = await store.list_prices("tenant-a")
+    assert (a.input, a.output, a.reasoning, a.updated_at) == (None, None, 3.0, iso(2_000))
+    assert [p.input for p in await store.list_prices("tenant-b")] == [9.0]
+    assert await store.delete_price("tenant-a", "m-1") is True
+    assert await store.delete_price("tenant-a", "m-1") is False
+    assert await store.list_prices("tenant-a") == []
+    assert len(await store.list_prices("tenant-b")) == 1
+
+
+async def test_state_versions_record_each_patch_per_tenant(store: Store) -> None:
+    for tenant in ("tenant-a", "tenant-b"):
+        await store.create_session(tenant, {"id": "s"}, now=1, correlation_id=None)
+    for now, patch in ((10, {"a": 1}), (20, {"a": None, "b": [2]})):
+        await store.patch_state("tenant-a", "s", patch, if_match=None, now=now, max_bytes=10_000)
+    items, nxt = await store.state_versions("tenant-a", "s", after=0, limit=10)
+    assert [(v.version, v.patch, v.state, v.at) for v in items] == [
+        (1, {"a": 1}, {"a": 1}, iso(10)),
+        (2, {"a": None, "b": [2]}, {"b": [2]}, iso(20)),
+    ]
+    assert nxt is None
+    assert await store.state_versions("tenant-b", "s", after=0, limit=10) == ([], None)
+    items, nxt = await store.state_versions("tenant-a", "s", after=0, limit=1)
+    assert [v.version for v in items] == [1]
+    assert nxt == 1
+    with pytest.raises(NotFound):
+        await store.state_versions("tenant-c", "s", after=0, limit=10)
+    await store.delete_session("tenant-a", "s", now=30)
+    await store.create_session("tenant-a", {"id": "s"}, now=40, correlation_id=None)
+    assert await store.state_versions("tenant-a", "s", after=0, limit=10) == ([], None)

@@ -46,6 +46,10 @@ _EVENT = {
     "cost_usd": 0.1,
     "input_tokens": 1,
     "output_tokens": 1,
+    "cache_read_tokens": 0,
+    "cache_write_tokens": 0,
+    "reasoning_tokens": 0,
+    "price": {"input": 1.0, "output": 1.0},
 }
 
 #: Valid bodies per operation that takes JSON (a list where the body schema has several
@@ -74,6 +78,10 @@ EXAMPLES: dict[str, Any] = {
                 "cost_usd": 0.1,
                 "input_tokens": 1,
                 "output_tokens": 1,
+                "cache_read_tokens": 0,
+                "cache_write_tokens": 0,
+                "reasoning_tokens": 0,
+                "price": {"input": 1.0, "output": 1.0},
             }
         ],
         "ends": [{"session_id": "bnd-batch"}],
@@ -125,6 +133,13 @@ EXAMPLES: dict[str, Any] = {
         {"scope": "admin", "name": "a", "expires_at": "2099-01-01T00:00:00Z"},
     ],
     "admin.memory.reindex": {"all": False},
+    "admin.prices.put": {
+        "input": 1.0,
+        "cached_input": 0.1,
+        "cache_write": 1.25,
+        "output": 4.0,
+        "reasoning": 4.0,
+    },
 }
 #: Operations whose body is not JSON (covered elsewhere: NDJSON import).
 NOT_JSON = {"memories.import"}
@@ -227,6 +242,7 @@ def api(server: TetherServer) -> Iterator[tuple[httpx.Client, dict[str, Any], di
             "goal_id": GOAL,
             "memory_id": made.json()["data"]["memory"]["id"],
             "key_id": "01JZZZZZZZZZZZZZZZZZZZZZZZ",  # no such key: nothing is revoked
+            "model": "bnd-model",
         }
         yield http, http.get("/openapi.json").json(), ids
 

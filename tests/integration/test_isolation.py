@@ -39,7 +39,8 @@ pytestmark = pytest.mark.slow
 #: What tenant B's admin key gets from each operation aimed at A's resources:
 #: ``missing`` 404; ``hidden`` 200 and nothing of A's in it; ``own`` a write that lands
 #: in B's tenant (2xx) and leaves A's data as it was; ``public`` 2xx, nothing of A's
-#: (health checks, which hold no tenant data).
+#: (health checks, which hold no tenant data); ``refused`` 403 (deployment-wide metrics:
+#: no tenant's key opens them, only TETHER_METRICS_TOKEN, not configured here).
 #: Second column, a write key of A limited to ``user/alice/`` aimed at Bob's memory:
 #: ``missing`` 404, ``refused`` 403, ``hidden`` 200 with Alice's and none of Bob's,
 #: ``scope`` 403 (an admin route), ``-`` not a memory operation (tenant-wide).
@@ -47,6 +48,7 @@ MATRIX: dict[str, tuple[str, str]] = {
     "health.alive": ("public", "-"),
     "health.ready": ("public", "-"),
     "health.deps": ("public", "-"),
+    "metrics.scrape": ("refused", "-"),
     "stats.get": ("hidden", "-"),
     "sessions.list": ("hidden", "-"),
     "sessions.get": ("missing", "-"),
@@ -64,6 +66,12 @@ MATRIX: dict[str, tuple[str, str]] = {
     "events.append": ("missing", "-"),
     "sessions.create": ("own", "-"),
     "events.batch": ("own", "-"),
+    "events.query": ("hidden", "-"),
+    "sessions.diagnostics": ("missing", "-"),
+    "diagnostics.get": ("hidden", "-"),
+    "analytics.tools": ("hidden", "-"),
+    "analytics.timeseries": ("hidden", "-"),
+    "analytics.anomalies": ("hidden", "-"),
     "memories.list": ("hidden", "hidden"),
     "memories.search": ("hidden", "hidden"),
     "memories.export": ("hidden", "hidden"),
@@ -84,6 +92,10 @@ MATRIX: dict[str, tuple[str, str]] = {
     "admin.keys.create": ("own", "scope"),
     "admin.keys.revoke": ("missing", "scope"),
     "admin.audit.list": ("hidden", "scope"),
+    "admin.prices.list": ("hidden", "scope"),
+    "admin.prices.put": ("own", "scope"),
+    "admin.prices.delete": ("missing", "scope"),
+    "sessions.state.versions": ("missing", "-"),
 }
 
 ALICE_NS, BOB_NS = "user/alice/notes", "user/bob/notes"
@@ -145,6 +157,8 @@ def world(
         )
         extra = a.post("/v1/admin/keys", json={"scope": "read", "name": "acme-extra"})
         assert extra.status_code == 201
+        price = a.put("/v1/admin/prices/acmemodel", json={"input": 1.5, "output": 2.5})
+        assert price.status_code == 200, price.text
         export = a.get("/v1/memories/export", params={"namespace": BOB_NS})
         assert export.status_code == 200
         assert BOB_TEXT in export.text
@@ -159,6 +173,7 @@ def world(
                 "goal_id": gid,
                 "memory_id": mem["bob"],
                 "key_id": extra.json()["data"]["key"]["id"],
+                "model": "acmemodel",
             },
             markers={
                 "session": sid,
@@ -174,6 +189,7 @@ def world(
                 "admin key": a_key["id"],
                 "extra key": extra.json()["data"]["key"]["id"],
                 "key name": "acme-ops",
+                "price model": "acmemodel",
             },
             bob_export=export.content,
         )
@@ -256,6 +272,8 @@ def _snapshot(w: World) -> dict[str, Any]:
         "memories": a.get("/v1/memories", params={"limit": 100}).json()["data"]["items"],
         "keys": a.get("/v1/admin/keys").json()["data"]["items"],
         "stats": a.get("/v1/stats").json()["data"],
+        "prices": a.get("/v1/admin/prices").json()["data"],
+        "state versions": a.get(f"/v1/sessions/{sid}/state/versions").json()["data"],
     }
     for key in reads["keys"]:
         key.pop("last_used_at")
@@ -292,9 +310,16 @@ def test_another_tenant_gets_404_and_sees_nothing(world: World) -> None:
         where = f"{op_id} {method} {path}: {r.status_code} {r.text[:300]}"
         if kind == "missing":
             assert r.status_code == 404, where
+        elif kind == "refused":
+            assert r.status_code == 403, where
+            assert _leaks(w, r.text) == [], where
         else:
             assert r.status_code < 300, where
-            sent = orjson.dumps(args.get("json")).decode() + args.get("content", b"").decode()
+            sent = (  # what B sent itself may come back (a model name in its path)
+                path.format(**w.ids)
+                + orjson.dumps(args.get("json")).decode()
+                + args.get("content", b"").decode()
+            )
             assert [n for n in _leaks(w, r.text) if w.markers[n] not in sent] == [], where
         if kind == "hidden" and "application/json" in r.headers["content-type"]:
             data = r.json()["data"]
@@ -398,6 +423,9 @@ def test_no_key_or_a_bad_key_is_401_everywhere_but_health(world: World) -> None:
         for op_id, method, path in _order(w):
             for headers in [{}, *bad]:
                 r = anon.request(method, path.format(**w.ids), headers=headers)
+                if op_id == "metrics.scrape" and not headers:
+                    assert r.status_code == 403, r.text  # no TETHER_METRICS_TOKEN set
+                    continue
                 if ACCESS[op_id] is None and not headers:
                     assert r.status_code == 200, op_id
                     continue

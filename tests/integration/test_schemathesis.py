@@ -25,6 +25,12 @@ free-form JSON values (metadata, state, attributes) cannot, so a "positive" case
 U+0000 inside one is answered 422 ``string_nul``. Recognised when the 422 names the
 location and the request body's schema there is free-form.
 
+A fifth class is ours too: an event's token usage whose part exceeds its whole
+(``cache_read_tokens + cache_write_tokens > input_tokens``, ``reasoning_tokens >
+output_tokens``) is refused with 422 ``usage_parts``, a rule between fields that JSON
+Schema cannot state (the schema's description does). Recognised when the 422 names an
+event of the request's body and that event's counts do break the rule.
+
 Set ``TETHER_FUZZ_SEED`` to explore other seeds; ``TETHER_FUZZ_EXAMPLES`` for more cases.
 """
 
@@ -45,6 +51,7 @@ import jsonschema_rs
 import orjson
 import pytest
 
+from tether.domain.events import USAGE_PARTS
 from tether.testing import TetherServer
 
 pytestmark = pytest.mark.slow
@@ -145,6 +152,33 @@ def _body_schema(openapi: dict[str, Any], method: str, path: str) -> Any:
     return next(iter(content.values()), {}).get("schema")
 
 
+def _at(node: Any, path: list[Any]) -> Any:
+    for key in path:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _usage_parts_exceed(event: Any) -> bool:
+    """The event's cached tokens exceed its input tokens or reasoning its output."""
+    if not isinstance(event, dict):
+        return False
+
+    def count(name: str) -> float | None:  # a JSON number; 421917755.0 is a count too
+        value = event.get(name)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    def exceeds(parts: list[str], whole: str) -> bool:
+        total = count(whole)
+        return total is not None and sum(count(p) or 0 for p in parts) > total
+
+    return exceeds(["cache_read_tokens", "cache_write_tokens"], "input_tokens") or exceeds(
+        ["reasoning_tokens"], "output_tokens"
+    )
+
+
 def _known_false_positive(
     openapi: dict[str, Any],
     operation: str,
@@ -177,6 +211,12 @@ def _known_false_positive(
                 schema = _body_schema(openapi, case["method"], case["path"])
                 if _free_form_at(openapi, schema, loc[1:]):
                     return True
+            if (
+                detail.get("type") == USAGE_PARTS
+                and loc[:1] == ["body"]
+                and _usage_parts_exceed(_at(case.get("body"), loc[1:]))
+            ):
+                return True
             if len(loc) == 2 and loc[0] == "header":
                 schema = _param_schema(openapi, operation, "header", loc[1]) or {}
                 pattern = schema.get("pattern")

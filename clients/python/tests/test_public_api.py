@@ -13,7 +13,8 @@ from .sdk_helpers import FakeServer
 EXPECTED = {
     "EVENT_KINDS", "UNSET", "APIError", "AsyncClient", "AsyncSession", "AuthenticationError",
     "BaseSession", "BatcherStats", "BreakerState", "CircuitBreaker", "CircuitOpenError", "Client",
-    "ClientClosedError", "Config", "ConfigError", "ConflictError", "DeadLetter", "NotFoundError",
+    "ClientClosedError", "Config", "ConfigError", "ConflictError", "DeadLetter", "EventQuery",
+    "NotFoundError", "Page",
     "PayloadTooLargeError", "PreconditionFailedError", "RateLimitedError", "RecallResult",
     "ServerError", "ServerUnreachableError", "Session", "Span", "StateSnapshot", "TetherError",
     "ValidationError", "__version__", "current_session", "current_span", "default_spool_dir",

@@ -7,7 +7,15 @@ from typing import Annotated
 import typer
 
 from tether import __version__
-from tether.cli import import_cmd, keys_cmd
+from tether.cli import (
+    import_cmd,
+    keys_cmd,
+    logs_cmd,
+    monitor_cmd,
+    ops_cmd,
+    replay_cmd,
+    sessions_cmd,
+)
 from tether.cli import memory as memory_cmd
 from tether.cli.migrate_cmd import migrate_command
 from tether.config import Settings
@@ -18,6 +26,8 @@ app = typer.Typer(
     help="Tether: a self-hosted backend for AI agents.",
     no_args_is_help=True,
     add_completion=False,
+    # Markdown: the docstrings are hard-wrapped; single newlines join into paragraphs.
+    rich_markup_mode="markdown",
 )
 
 
@@ -26,6 +36,14 @@ app.add_typer(memory_cmd.app, name="memory")
 app.command(name="migrate")(migrate_command)
 app.add_typer(keys_cmd.app, name="keys")
 app.command(name="audit")(keys_cmd.audit_command)
+# Operator commands over a running server (the SDK): see docs/cli.md.
+app.add_typer(sessions_cmd.app, name="sessions")
+app.command(name="monitor")(monitor_cmd.monitor)
+app.command(name="logs")(logs_cmd.logs)
+app.command(name="replay")(replay_cmd.replay)
+app.command(name="diagnostics")(ops_cmd.diagnostics)
+app.command(name="stats")(ops_cmd.stats)
+app.command(name="doctor")(ops_cmd.doctor)
 
 
 @app.command()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from tether.domain.common import (
     Attributes,
@@ -46,6 +48,43 @@ class EventKind(StrEnum):
 EVENT_KINDS = frozenset(k.value for k in EventKind)
 
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+#: A price in US dollars per million tokens (at most $1M per million tokens).
+PerMillion = Annotated[float, Field(strict=True, ge=0.0, le=1e6)]
+
+PRICE_FIELDS = ("input", "cached_input", "cache_write", "output", "reasoning")
+#: The 422 error type of usage whose part exceeds its whole (a rule JSON Schema cannot
+#: state: ``cache_read_tokens + cache_write_tokens <= input_tokens``,
+#: ``reasoning_tokens <= output_tokens``).
+USAGE_PARTS = "usage_parts"
+
+
+class PriceIn(Strict):
+    """A model's prices in US dollars per million tokens; a missing one falls back:
+    ``cached_input`` and ``cache_write`` to ``input``, ``reasoning`` to ``output``
+    (docs/cost.md). At least one must be given; none may be ``null``."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    input: PerMillion | SkipJsonSchema[None] = None
+    cached_input: PerMillion | SkipJsonSchema[None] = None
+    cache_write: PerMillion | SkipJsonSchema[None] = None
+    output: PerMillion | SkipJsonSchema[None] = None
+    reasoning: PerMillion | SkipJsonSchema[None] = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("cannot be null (leave the price out to fall back)")
+        return value
+
+    @model_validator(mode="after")
+    def _some_price(self) -> PriceIn:
+        if all(getattr(self, f) is None for f in PRICE_FIELDS):
+            raise ValueError(f"give at least one of {', '.join(PRICE_FIELDS)}")
+        return self
+
+
 SpanRef = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
@@ -55,6 +94,12 @@ class EventIn(Strict):
     ``started_at``/``ended_at`` are RFC 3339 times (or epoch seconds); ``duration_ms`` is
     milliseconds; ``cost_usd`` US dollars. A stage that starts and ends sends a ``running``
     event, then the final one with the same ``span_id``.
+
+    Token usage follows the OpenTelemetry GenAI conventions: ``input_tokens`` includes
+    ``cache_read_tokens`` and ``cache_write_tokens``, ``output_tokens`` includes
+    ``reasoning_tokens`` (422 when a part exceeds its whole). Without ``cost_usd`` the
+    server computes it at ingest from ``price`` (this event's prices), else the tenant's
+    price table for ``model`` (docs/cost.md); ``price`` itself is not stored.
     """
 
     kind: EventKind
@@ -74,8 +119,29 @@ class EventIn(Strict):
     model: ShortText | None = None
     input_tokens: TokenCount | None = None
     output_tokens: TokenCount | None = None
+    cache_read_tokens: TokenCount | None = None
+    cache_write_tokens: TokenCount | None = None
+    reasoning_tokens: TokenCount | None = None
     cost_usd: Usd | None = None
+    price: PriceIn | None = None
     idempotency_key: IdempotencyKey | None = None
+
+    @model_validator(mode="after")
+    def _parts_within_totals(self) -> EventIn:
+        cached = (self.cache_read_tokens or 0) + (self.cache_write_tokens or 0)
+        if cached and self.input_tokens is not None and cached > self.input_tokens:
+            raise PydanticCustomError(
+                USAGE_PARTS,
+                "cache_read_tokens + cache_write_tokens exceed input_tokens "
+                "(input_tokens includes cached tokens)",
+            )
+        reasoning = self.reasoning_tokens or 0
+        if reasoning and self.output_tokens is not None and reasoning > self.output_tokens:
+            raise PydanticCustomError(
+                USAGE_PARTS,
+                "reasoning_tokens exceed output_tokens (output_tokens includes reasoning)",
+            )
+        return self
 
 
 class EventsIn(Strict):

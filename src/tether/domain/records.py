@@ -29,6 +29,7 @@ __all__ = [
     "Memory",
     "MemoryChange",
     "MemoryStats",
+    "ModelPrice",
     "OutboxJob",
     "Purged",
     "Remembered",
@@ -37,19 +38,27 @@ __all__ = [
     "Session",
     "SessionDetail",
     "StateDoc",
+    "StateVersion",
     "Stats",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class Counters:
-    """A session's running totals over its events (tokens; ``cost_usd`` in US dollars)."""
+    """A session's running totals over its events (tokens; ``cost_usd`` in US dollars).
+
+    As on events (OpenTelemetry GenAI usage): ``input_tokens`` includes
+    ``cache_read_tokens`` and ``cache_write_tokens``; ``output_tokens`` includes
+    ``reasoning_tokens``."""
 
     event_count: int
     error_count: int
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +126,33 @@ class StateDoc:
 
 
 @dataclass(frozen=True, slots=True)
+class StateVersion:
+    """One version of a session's state document: the JSON Merge Patch (RFC 7386) that
+    made it from the version before, and the document after it; ``at`` is RFC 3339."""
+
+    version: int
+    state: dict[str, Any]
+    patch: dict[str, Any]
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """A model's prices in US dollars per million tokens (``None``: falls back, see
+    docs/cost.md); ``source`` is where they come from: ``default`` (shipped), ``file``
+    (``TETHER_PRICES_FILE``) or ``tenant`` (``PUT /v1/admin/prices/{model}``)."""
+
+    model: str
+    input: float | None
+    cached_input: float | None
+    cache_write: float | None
+    output: float | None
+    reasoning: float | None
+    source: Literal["default", "file", "tenant"]
+    updated_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """An event (a span/observation), immutable once stored; ``seq`` is gapless per
     session (1..N), the resume cursor."""
@@ -142,6 +178,9 @@ class Event:
     input_tokens: int | None
     output_tokens: int | None
     cost_usd: float | None
+    cache_read_tokens: int | None
+    cache_write_tokens: int | None
+    reasoning_tokens: int | None
     idempotency_key: str | None
     correlation_id: str | None
     created_at: str

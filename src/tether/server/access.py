@@ -31,6 +31,9 @@ R, W, A = Scope.read, Scope.write, Scope.admin
 ACCESS: Final[dict[str, Scope | None]] = {
     "health.alive": None,
     "health.ready": None,
+    "dashboard.index": None,  # static files, no tenant data (routes/dashboard.py)
+    "dashboard.asset": None,
+    "metrics.scrape": None,  # its own token (TETHER_METRICS_TOKEN; server/metrics.py)
     "health.deps": R,
     "stats.get": R,
     "sessions.create": W,
@@ -40,6 +43,7 @@ ACCESS: Final[dict[str, Scope | None]] = {
     "sessions.delete": W,
     "sessions.end": W,
     "sessions.state.get": R,
+    "sessions.state.versions": R,
     "sessions.state.patch": W,
     "sessions.goals.create": W,
     "sessions.goals.update": W,
@@ -49,6 +53,12 @@ ACCESS: Final[dict[str, Scope | None]] = {
     "events.append": W,
     "events.list": R,
     "events.batch": W,
+    "events.query": R,
+    "sessions.diagnostics": R,
+    "diagnostics.get": R,
+    "analytics.tools": R,
+    "analytics.timeseries": R,
+    "analytics.anomalies": R,
     "memories.create": W,
     "memories.batch": W,
     "memories.list": R,
@@ -69,6 +79,9 @@ ACCESS: Final[dict[str, Scope | None]] = {
     "admin.keys.list": A,
     "admin.keys.revoke": A,
     "admin.audit.list": A,
+    "admin.prices.list": A,
+    "admin.prices.put": A,
+    "admin.prices.delete": A,
 }
 
 

@@ -19,7 +19,18 @@ from tether.server.auth import AuthMiddleware, is_loopback
 from tether.server.bodies import install_openapi
 from tether.server.envelope import RequestMiddleware
 from tether.server.fastlane import FastLane
-from tether.server.routes import admin, events, health, live, memories, sessions
+from tether.server.metrics import METRICS_PATH, response_recorder
+from tether.server.metrics import router as metrics_router
+from tether.server.routes import (
+    admin,
+    analytics,
+    dashboard,
+    events,
+    health,
+    live,
+    memories,
+    sessions,
+)
 
 log = logging.getLogger("tether.server")
 
@@ -93,20 +104,22 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     errors.install(app)
     # Hot ingest routes first: FastAPI matches included routers in order.
     # live before sessions: GET /v1/sessions/stream must not be read as a session id.
-    for module in (events, memories, live, sessions, health, admin):
+    for module in (events, memories, live, analytics, sessions, health, admin, dashboard):
         app.include_router(module.router)
+    app.include_router(metrics_router)
     install_openapi(app, [*events.BODY_MODELS, *memories.BODY_MODELS, *admin.BODY_MODELS])
     # The request pipeline, innermost first (each add_middleware wraps what is there):
     # the fast lane dispatches the hot ingest routes after everything else has run;
     # AuthMiddleware (host, origin, API key, rate limit) and CORS (when origins are set)
     # wrap it; RequestMiddleware (correlation id, timing, URL and body limits) is
     # outermost. Every route passes all of them.
-    app.add_middleware(FastLane, routes=list(events.FAST_ROUTES))
+    app.add_middleware(FastLane, routes=list(events.FAST_ROUTES), metrics=container.metrics)
     app.add_middleware(
         AuthMiddleware,
         authenticator=container.authenticator,
         limiter=container.limiter,
         settings=settings,
+        token_paths=frozenset({METRICS_PATH}),
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -122,7 +135,11 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             ],
             expose_headers=["X-Correlation-ID", "Retry-After", "Server-Timing"],
         )
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        on_response=None if container.metrics is None else response_recorder(container.metrics),
+    )
     return app
 
 

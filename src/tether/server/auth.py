@@ -7,15 +7,19 @@ included, passes it. For each HTTP request, in order:
 1. **Host.** A ``Host`` outside ``TETHER_ALLOWED_HOSTS`` (loopback names by default) is
    421: a web page cannot reach a local Tether through DNS rebinding.
 2. **Origin.** A request that can change state (POST, PUT, PATCH, DELETE) and carries an
-   ``Origin`` outside ``TETHER_CORS_ORIGINS`` is 403: browsers send ``Origin`` on
-   cross-site requests, including the ones they send without a CORS preflight, so no
-   other site can make a visitor's browser change anything. Clients that are not
+   ``Origin`` outside ``TETHER_CORS_ORIGINS`` and not the server's own (the dashboard's:
+   its host and port are the request's ``Host``, already allow-listed; with
+   ``TETHER_ALLOWED_HOSTS=*`` nothing is, so a rebound name's page is not "own") is 403: browsers
+   send ``Origin`` on cross-site requests, including the ones they send without a CORS
+   preflight, so no other site can make a visitor's browser change anything. Clients that are not
    browsers (the SDK, curl) send no ``Origin``.
 3. **Key.** ``Authorization: Bearer tk_...`` is authenticated (401 if it is not a live
    key). Without one, the caller is local mode's (tenant ``default``, every scope) when
    no live key exists, auth is not required and the request came to a loopback address;
    otherwise it has no identity, and every route but the health checks answers 401
-   (:func:`tether.server.access.authorize`, per route).
+   (:func:`tether.server.access.authorize`, per route). On the paths that check a token
+   of their own (``/metrics``: ``TETHER_METRICS_TOKEN``), a bearer that is not a ``tk_``
+   key is left to the route, and the caller is as if it had sent none.
 4. **Rate.** A key's request spends a token of its bucket (429 and ``Retry-After``).
 
 The caller's :class:`~tether.services.context.RequestContext` goes into the ASGI scope.
@@ -37,7 +41,7 @@ from tether.services.context import RequestContext
 from tether.services.keys import Authenticator
 from tether.services.ratelimit import RateLimiter
 
-__all__ = ["AuthMiddleware", "is_loopback"]
+__all__ = ["AuthMiddleware", "is_loopback", "same_origin"]
 
 _UNSAFE: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -50,6 +54,16 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def same_origin(origin: str, host: str | None) -> bool:
+    """True when ``origin`` (``scheme://host[:port]``) names the ``Host`` the request was
+    sent to: a page this server served (the dashboard) calling it back. Another site's
+    page has its own origin, and a rebound DNS name is refused by the ``Host`` check."""
+    if not host:
+        return False
+    scheme, sep, netloc = origin.partition("://")
+    return bool(sep) and scheme in ("http", "https") and netloc.lower() == host.lower()
 
 
 def _host_name(value: str) -> str:
@@ -66,6 +80,7 @@ class AuthMiddleware:
         authenticator: API keys and local mode.
         limiter: per-key rate limits.
         settings: allowed hosts and CORS origins.
+        token_paths: paths whose route checks a non-key bearer token itself.
     """
 
     def __init__(
@@ -75,8 +90,10 @@ class AuthMiddleware:
         authenticator: Authenticator,
         limiter: RateLimiter,
         settings: Settings,
+        token_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
+        self.token_paths = token_paths
         self.authenticator = authenticator
         self.limiter = limiter
         self.any_host = "*" in settings.allowed_hosts
@@ -102,11 +119,20 @@ class AuthMiddleware:
             if not self.any_host and _host_name(host or "").lower() not in self.hosts:
                 await self._send(scope, receive, send, _misdirected(host))
                 return
-            if origin is not None and scope["method"] in _UNSAFE and origin not in self.origins:
+            if (
+                origin is not None
+                and scope["method"] in _UNSAFE
+                and origin not in self.origins
+                and not (not self.any_host and same_origin(origin, host))
+            ):
                 raise Forbidden(
                     f"cross-origin requests from {origin} may not change anything "
                     "(allow the origin with TETHER_CORS_ORIGINS)"
                 )
+            if authorization is not None and scope["path"] in self.token_paths:
+                kind, _, token = authorization.partition(" ")
+                if kind.lower() == "bearer" and not token.strip().startswith("tk_"):
+                    authorization = None  # the route's own token (server/metrics.py)
             ctx = await self._caller(scope, authorization)
             scope[CONTEXT_KEY] = ctx
             if ctx is not None and ctx.key_id is not None:
@@ -130,7 +156,11 @@ class AuthMiddleware:
         try:
             if not self.any_host and _host_name(host).lower() not in self.hosts:
                 raise _misdirected(host)
-            if origin is not None and origin.decode("latin-1") not in self.origins:
+            if (
+                origin is not None
+                and origin.decode("latin-1") not in self.origins
+                and not (not self.any_host and same_origin(origin.decode("latin-1"), host))
+            ):
                 raise Forbidden("cross-origin WebSocket connections are refused")
             ctx = await self._caller(
                 scope, None if authorization is None else authorization.decode("latin-1")

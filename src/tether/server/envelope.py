@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
@@ -29,7 +30,11 @@ _CID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _SCOPE_CID = "tether.correlation_id"
 #: Scope key with the operation id when a request bypasses FastAPI's router (fastlane.py).
 OPERATION_KEY = "tether.operation"
-_SCOPE_T0 = "tether.t0"
+#: Scope key of the request's arrival time (``time.perf_counter()``).
+SCOPE_T0 = _SCOPE_T0 = "tether.t0"
+#: Scope key of the error code of the envelope sent (set by :func:`render`; the metrics'
+#: refusal reason).
+ERROR_CODE_KEY = "tether.error_code"
 
 
 class ErrorBody(BaseModel):
@@ -91,6 +96,11 @@ def correlation_id(scope: Scope) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def operation_of(scope: Scope) -> str | None:
+    """The operation id of the route serving the request, once known (after routing)."""
+    return _operation(scope)
+
+
 def _operation(scope: Scope) -> str | None:
     if (op := scope.get(OPERATION_KEY)) is not None:
         return str(op)
@@ -110,6 +120,8 @@ def render(
 ) -> Response:
     """Build an enveloped JSON response for the request whose ASGI scope is ``scope``."""
     t0 = scope.get(_SCOPE_T0)
+    if error is not None:
+        scope[ERROR_CODE_KEY] = error["code"]
     duration_ms = round((time.perf_counter() - t0) * 1000, 3) if isinstance(t0, float) else None
     body = {
         "ok": error is None,
@@ -175,9 +187,18 @@ class RequestMiddleware:
     envelope at once; the application never sees the rest of it.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        on_response: Callable[[Scope, int, float], None] | None = None,
+    ):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        #: Called as each response starts: (scope, status, time.perf_counter()); the
+        #: metrics' HTTP counts (server/metrics.py).
+        self.on_response = on_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -216,6 +237,8 @@ class RequestMiddleware:
                 return  # the 413 already went out; drop the app's late answer
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), cid_header]
+                if self.on_response is not None:
+                    self.on_response(scope, message["status"], time.perf_counter())
             await send(message)
 
         async def too_large() -> None:

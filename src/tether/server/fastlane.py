@@ -23,6 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tether.server.access import authorize
 from tether.server.envelope import OPERATION_KEY, BodyTooLarge
 from tether.server.errors import error_response
+from tether.server.metrics import refused_events
+from tether.services.metrics import Metrics
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -43,11 +45,15 @@ class FastLane:
     Args:
         app: the rest of the app (FastAPI's router).
         routes: the fast routes.
+        metrics: counts the events of refused requests (``None``: metrics off).
     """
 
-    def __init__(self, app: ASGIApp, *, routes: list[FastRoute]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, routes: list[FastRoute], metrics: Metrics | None = None
+    ) -> None:
         self.app = app
         self.routes = routes
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -75,6 +81,8 @@ class FastLane:
             raise  # the 413 has gone out; RequestMiddleware ends the request
         except Exception as exc:  # the same map as every other route
             response = error_response(scope, exc)
+            if self.metrics is not None:  # ingest drops are visible (docs/metrics.md)
+                refused_events(self.metrics, route.operation_id, scope, request)
         await response(scope, receive, send)
 
 

@@ -19,9 +19,11 @@ from tether.domain.records import (
     Event,
     Memory,
     MemoryChange,
+    ModelPrice,
     OutboxJob,
     Remembered,
     Session,
+    StateVersion,
 )
 from tether.server.envelope import Envelope, documented
 
@@ -111,6 +113,25 @@ class KeyList:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceList:
+    """Every model's effective prices for the tenant (USD per million tokens)."""
+
+    models: list[ModelPrice]
+
+
+@dataclass(frozen=True, slots=True)
+class PriceDeleted:
+    model: str
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StateVersionPage:
+    items: list[StateVersion]
+    next_after: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditPage:
     items: list[AuditEntry]
     next_after: int | None
@@ -124,13 +145,15 @@ class Alive:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One dependency's readiness (latency in ms; ``breaker``: the embedder's only)."""
+    """One dependency's readiness (latency in ms; ``hint``: what to do when not ``ok``;
+    ``breaker``: the embedder's only)."""
 
     name: str
     kind: str
-    status: Literal["ok", "down", "unknown"]
+    status: Literal["ok", "degraded", "down", "unknown"]
     latency_ms: float | None
     detail: str | None
+    hint: str | None = None
     breaker: str | None = None
 
 

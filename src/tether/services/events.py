@@ -8,6 +8,7 @@ from tether.domain.events import EventBatchIn, EventIn
 from tether.domain.records import AppendResult, BatchResult, Event, Stats
 from tether.domain.time import now_ms
 from tether.services.context import RequestContext
+from tether.services.prices import PriceBook
 from tether.store.base import Store
 
 _DAY_MS = 86_400_000
@@ -18,11 +19,13 @@ class EventService:
 
     Args:
         store: The store.
+        prices: Prices ``cost_usd`` of events with tokens and no cost, before they are stored.
         max_page_bytes: Stored JSON per page of events, at most (bytes).
     """
 
-    def __init__(self, store: Store, *, max_page_bytes: int) -> None:
+    def __init__(self, store: Store, prices: PriceBook, *, max_page_bytes: int) -> None:
         self.store = store
+        self.prices = prices
         self.max_page_bytes = max_page_bytes
 
     async def append(
@@ -33,6 +36,7 @@ class EventService:
         Raises:
             NotFound: unknown session.
         """
+        await self.prices.price_events(ctx.tenant_id, events)
         return await self.store.append_events(
             ctx.tenant_id, session_id, events, now=now_ms(), correlation_id=ctx.correlation_id
         )
@@ -40,6 +44,7 @@ class EventService:
     async def ingest_batch(self, ctx: RequestContext, batch: EventBatchIn) -> BatchResult:
         """The SDK's flush path: sessions on first sight, events, then ends; all or nothing.
         Seqs are aligned with ``batch.events``."""
+        await self.prices.price_events(ctx.tenant_id, batch.events)
         return await self.store.ingest_batch(
             ctx.tenant_id, batch, now=now_ms(), correlation_id=ctx.correlation_id
         )

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -96,6 +96,9 @@ class MemoryService:
     ) -> None:
         self.store = store
         self.audit = audit
+        #: Called after each search with its time in the service (s), mode and whether
+        #: it was degraded (the container sets it to the metrics' ``recalled``).
+        self.on_search: Callable[..., None] | None = None
         self.embedder = embedder
         self.index = index
         self.recall = recall
@@ -364,7 +367,10 @@ class MemoryService:
                 empty = SearchResults([], False, body.mode, self.embedder.name)
                 return empty, {}
             body = body.model_copy(update={"namespace": allowed})
+        t0 = time.perf_counter()
         outcome = await self.recall.search(ctx.tenant_id, body, now=now)
+        if self.on_search is not None:
+            self.on_search(time.perf_counter() - t0, mode=body.mode, degraded=outcome.degraded)
         if outcome.pks and body.touch:
             self._record_access(ctx.tenant_id, outcome.pks, now)
         timings = outcome.timings

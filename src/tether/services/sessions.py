@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from tether.domain.filters import SessionFilter
-from tether.domain.records import Created, Goal, Session, SessionDetail, StateDoc
+from tether.domain.records import Created, Goal, Session, SessionDetail, StateDoc, StateVersion
 from tether.domain.sessions import (
     AgentSpawnIn,
     GoalIn,
@@ -81,6 +82,12 @@ class SessionService:
     async def delete(self, ctx: RequestContext, session_id: str) -> int:
         """Delete a session, its events and goals; returns how many events went."""
         return await self.store.delete_session(ctx.tenant_id, session_id, now=now_ms())
+
+    async def state_versions(
+        self, ctx: RequestContext, session_id: str, *, after: int, limit: int
+    ) -> tuple[builtins.list[StateVersion], int | None]:
+        """A page of the state's versions after ``after``. Raises NotFound."""
+        return await self.store.state_versions(ctx.tenant_id, session_id, after=after, limit=limit)
 
     async def get_state(self, ctx: RequestContext, session_id: str) -> StateDoc:
         return await self.store.get_state(ctx.tenant_id, session_id)

@@ -33,19 +33,21 @@ from tether.domain.records import (
     Memory,
     MemoryChange,
     MemoryStats,
+    ModelPrice,
     OutboxJob,
     Purged,
     Remembered,
     Session,
     SessionDetail,
     StateDoc,
+    StateVersion,
     Stats,
 )
 from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
 from tether.errors import NotFound
 from tether.store.base import EmbeddedJob, IndexRow, Job, RankingRow, Store
 from tether.store.prepared import group_batch, prepare_events
-from tether.store.rows import session_record
+from tether.store.rows import price_record, session_record
 from tether.store.shared import events as es
 from tether.store.shared import memories as ms
 from tether.store.shared import outbox as os_
@@ -78,6 +80,7 @@ class SqlModules:
     feed: ModuleType
     copy: ModuleType
     keys: ModuleType
+    prices: ModuleType
 
 
 class BackendStore(Store):
@@ -194,6 +197,15 @@ class BackendStore(Store):
     async def delete_session(self, tenant_id: str, session_id: str, *, now: int) -> int:
         return await self.write(
             lambda c: ss.delete_session(self.sql.sessions, c, tenant_id, session_id, now=now)
+        )
+
+    async def state_versions(
+        self, tenant_id: str, session_id: str, *, after: int, limit: int
+    ) -> tuple[list[StateVersion], int | None]:
+        return await self.read(
+            lambda c: ss.state_versions(
+                self.sql.sessions, c, tenant_id, session_id, after=after, limit=limit
+            )
         )
 
     async def get_state(self, tenant_id: str, session_id: str) -> StateDoc:
@@ -536,6 +548,21 @@ class BackendStore(Store):
                 c, tenant_id, model=model, everything=everything, now=now
             )
         )
+
+    # -- model prices ------------------------------------------------------------------
+    async def list_prices(self, tenant_id: str) -> list[ModelPrice]:
+        rows = await self.read(lambda c: self.sql.prices.list_rows(c, tenant_id))
+        return [price_record(r) for r in rows]
+
+    async def put_price(
+        self, tenant_id: str, model: str, prices: Mapping[str, float | None], *, now: int
+    ) -> ModelPrice:
+        row = await self.write(lambda c: self.sql.prices.upsert(c, tenant_id, model, prices, now))
+        return price_record(row)
+
+    async def delete_price(self, tenant_id: str, model: str) -> bool:
+        deleted: bool = await self.write(lambda c: self.sql.prices.delete(c, tenant_id, model))
+        return deleted
 
     # -- API keys and the audit log ----------------------------------------------------
     async def create_key(self, values: Mapping[str, Any]) -> ApiKey:

@@ -49,18 +49,22 @@ from tether.domain.records import (
     Memory,
     MemoryChange,
     MemoryStats,
+    ModelPrice,
     OutboxJob,
     Purged,
     Remembered,
     Session,
     SessionDetail,
     StateDoc,
+    StateVersion,
     Stats,
 )
 from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
 
 __all__ = [
     "EmbeddedJob",
+    "EventQuery",
+    "EventSample",
     "IndexRow",
     "Job",
     "RankingRow",
@@ -137,6 +141,64 @@ class EmbeddedJob:
     job: Job
     vector: bytes
     dim: int
+
+
+# -- records that only analytics sees (tether.services.analytics) -----------------------------
+@dataclass(frozen=True, slots=True)
+class EventSample:
+    """An event as diagnostics and analytics aggregate it: no payloads, one error line.
+
+    Attributes:
+        at: The event's time, ms since the epoch: ``started_at``, else ``created_at``.
+        duration_ms: ``duration_ms``, else ``ended_at - started_at`` (ms) when both are set
+            and not negative, else ``None``.
+        input_tokens: Tokens as stored (``None`` counts as 0); ``input_tokens`` includes
+            the cache reads and writes, ``output_tokens`` the reasoning tokens.
+        cost_usd: US dollars (``None`` counts as 0).
+        error: For an error (``status`` or ``kind`` ``"error"``), its message (see
+            :func:`tether.store.shared.analytics.error_message`, at most 500 characters),
+            else ``None``.
+    """
+
+    kind: str
+    name: str | None
+    status: str
+    at: int
+    duration_ms: float | None
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+    session_id: str
+    seq: int
+    span_id: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Filters of :meth:`Store.query_events`; every one set must hold (empty: any).
+
+    Attributes:
+        session_id: Events of this session only.
+        kinds: Any of these kinds.
+        name: ``name`` equals.
+        levels: Any of these levels; an event without a level counts as ``"info"``.
+        status: ``ok``, ``error`` or ``running``.
+        since_ms: Event time (``started_at``, else ``created_at``) at or after, ms.
+        until_ms: Event time before, ms.
+    """
+
+    session_id: str | None = None
+    kinds: tuple[str, ...] = ()
+    name: str | None = None
+    levels: tuple[str, ...] = ()
+    status: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
 
 
 class Store(abc.ABC):
@@ -243,6 +305,13 @@ class Store(abc.ABC):
     async def delete_session(self, tenant_id: str, session_id: str, *, now: int) -> int:
         """Delete a session with its events and goals; returns the events deleted.
         Raises NotFound."""
+
+    @abc.abstractmethod
+    async def state_versions(
+        self, tenant_id: str, session_id: str, *, after: int, limit: int
+    ) -> tuple[list[StateVersion], int | None]:
+        """The state document's versions ``> after``, oldest first, each with the merge
+        patch that made it; ``(items, next after or None)``. Raises NotFound."""
 
     @abc.abstractmethod
     async def get_state(self, tenant_id: str, session_id: str) -> StateDoc:
@@ -492,6 +561,22 @@ class Store(abc.ABC):
     ) -> int:
         """Queue embedding of live memories lacking a ``model`` vector (or all)."""
 
+    # -- model prices ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_prices(self, tenant_id: str) -> list[ModelPrice]:
+        """The tenant's price overrides (``source="tenant"``), by model name."""
+
+    @abc.abstractmethod
+    async def put_price(
+        self, tenant_id: str, model: str, prices: Mapping[str, float | None], *, now: int
+    ) -> ModelPrice:
+        """Set the tenant's prices of ``model`` (USD per million tokens; the keys of
+        ``prices`` not given become ``None``), replacing any before."""
+
+    @abc.abstractmethod
+    async def delete_price(self, tenant_id: str, model: str) -> bool:
+        """Drop the tenant's override of ``model``; False when there was none."""
+
     # -- API keys and the audit log ----------------------------------------------------
     @abc.abstractmethod
     async def create_key(self, values: Mapping[str, Any]) -> ApiKey:
@@ -535,6 +620,48 @@ class Store(abc.ABC):
     ) -> tuple[list[AuditEntry], int | None]:
         """A tenant's audit entries (``None``: every tenant's) with ``seq > after``,
         oldest first: ``(items, next_after or None)``."""
+
+    # -- analytics: reads across a tenant's events ---------------------------------------
+    @abc.abstractmethod
+    async def event_samples(
+        self,
+        tenant_id: str,
+        *,
+        since_ms: int | None,
+        until_ms: int | None,
+        session_id: str | None = None,
+        agent: str | None = None,
+        kinds: Sequence[str] = (),
+        names: Sequence[str] = (),
+        limit: int,
+    ) -> tuple[list[EventSample], bool]:
+        """The tenant's events as :class:`EventSample`, newest first by event time
+        (``started_at``, else ``created_at``; ``since_ms`` inclusive, ``until_ms``
+        exclusive, ms), of ``session_id``, of sessions whose ``agent`` equals, of any of
+        ``kinds`` and ``names`` when given; at most ``limit``.
+
+        Returns:
+            ``(samples, truncated)``: ``truncated`` is true when more events matched.
+
+        Raises:
+            NotFound: ``session_id`` names no session of the tenant.
+        """
+
+    @abc.abstractmethod
+    async def query_events(
+        self, tenant_id: str, q: EventQuery, *, after: int, limit: int, tail: bool, max_bytes: int
+    ) -> tuple[list[tuple[int, Event]], bool, int]:
+        """The tenant's events matching ``q`` with row key ``pk > after``, in ``pk`` order
+        (a cursor across sessions: ascending, assigned at insert), each with its ``pk``:
+        the first ``limit`` (``tail``: the last ``limit``, still ascending), stopping
+        before ``max_bytes`` of stored JSON (at least one).
+
+        Returns:
+            ``(items, more, head)``: ``more`` is true when further matching events follow
+            the last item (always false for ``tail``); ``head`` is the tenant's latest
+            ``pk`` (0 when none), read before the page, which only holds events at or
+            below it, so a follower resuming after ``head`` misses nothing committed later.
+        """
 
     # -- copying a deployment (tether migrate) -------------------------------------------
     @abc.abstractmethod

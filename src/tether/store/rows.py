@@ -20,6 +20,7 @@ from tether.domain.records import (
     Goal,
     Memory,
     MemoryChange,
+    ModelPrice,
     OutboxJob,
     Session,
 )
@@ -62,6 +63,9 @@ SESSION_COLUMNS = ", ".join(
         "input_tokens",
         "output_tokens",
         "cost_usd",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
         "state_version",
     ]
 )
@@ -90,6 +94,9 @@ def session_record(row: Row) -> Session:
             input_tokens=row["input_tokens"],
             output_tokens=row["output_tokens"],
             cost_usd=row["cost_usd"],
+            cache_read_tokens=row["cache_read_tokens"],
+            cache_write_tokens=row["cache_write_tokens"],
+            reasoning_tokens=row["reasoning_tokens"],
         ),
         state_version=row["state_version"],
     )
@@ -139,6 +146,9 @@ def event_record(row: Row, session_id: str) -> Event:
         input_tokens=row["input_tokens"],
         output_tokens=row["output_tokens"],
         cost_usd=row["cost_usd"],
+        cache_read_tokens=row["cache_read_tokens"],
+        cache_write_tokens=row["cache_write_tokens"],
+        reasoning_tokens=row["reasoning_tokens"],
         idempotency_key=row["idempotency_key"],
         correlation_id=row["correlation_id"],
         created_at=iso(row["created_at"]) or "",
@@ -277,3 +287,17 @@ def page_of_audit(rows: Sequence[Row], limit: int) -> tuple[list[AuditEntry], in
     """A page from ``limit + 1`` rows in ``seq`` order: the entries and the next cursor."""
     items = [audit_record(r) for r in rows[:limit]]
     return items, (items[-1].seq if len(rows) > limit and items else None)
+
+
+def price_record(row: Row) -> ModelPrice:
+    """A ``model_prices`` row (a tenant's override) as a record."""
+    return ModelPrice(
+        model=row["model"],
+        input=row["input"],
+        cached_input=row["cached_input"],
+        cache_write=row["cache_write"],
+        output=row["output"],
+        reasoning=row["reasoning"],
+        source="tenant",
+        updated_at=iso(row["updated_at"]),
+    )

@@ -28,7 +28,13 @@ _SESSIONS = (
     "pk", "tenant_id", "id", "parent_id", "user_id", "agent", "title", "status", "phase",
     "current_step", "summary", "tags", "metadata", "created_at", "updated_at", "ended_at",
     "event_count", "error_count", "input_tokens", "output_tokens", "cost_usd", "state",
-    "state_version", "create_hash",
+    "state_version", "create_hash", "cache_read_tokens", "cache_write_tokens",
+    "reasoning_tokens",
+)  # fmt: skip
+_STATE_VERSIONS = ("session_pk", "version", "tenant_id", "patch", "state", "at")
+_PRICES = (
+    "tenant_id", "model", "input", "cached_input", "cache_write", "output", "reasoning",
+    "updated_at",
 )  # fmt: skip
 _GOALS = (
     "pk", "tenant_id", "session_pk", "id", "description", "priority", "status", "progress",
@@ -60,6 +66,7 @@ _AUDIT = ("seq", "tenant_id", "at", "key_id", "action", "target", "detail", "cor
 TABLES: Final = (
     TableSpec("sessions", _SESSIONS, ("pk",)),
     TableSpec("goals", _GOALS, ("pk",)),
+    TableSpec("state_versions", _STATE_VERSIONS, ("session_pk", "version")),
     TableSpec("events", ("pk", *EVENT_COLUMNS), ("pk",)),
     TableSpec("memories", _MEMORIES, ("pk",)),
     TableSpec("memory_changes", _CHANGES, ("lsn",)),
@@ -68,4 +75,5 @@ TABLES: Final = (
     TableSpec("memory_idempotency", _IDEMPOTENCY, ("tenant_id", "key")),
     TableSpec("api_keys", _KEYS, ("id",)),
     TableSpec("audit_log", _AUDIT, ("seq",)),
+    TableSpec("model_prices", _PRICES, ("tenant_id", "model")),
 )

@@ -4,7 +4,8 @@ Logging (sessions, events, spans, sub-agents, ``end``) is queued in memory and s
 by background threads in batches; it never blocks the agent and never raises for
 network reasons. Unsent batches wait in a SQLite spool file and are replayed, with
 their idempotency keys, when the server answers again (also after a restart).
-Direct calls (state, goals, memory) raise a :class:`TetherError` subclass.
+Direct calls (state, goals, memory, and the reads: sessions, events, diagnostics,
+analytics, stats, memory administration) raise a :class:`TetherError` subclass.
 See ``docs/sdk.md``.
 """
 
@@ -33,6 +34,7 @@ from ._errors import (
     ValidationError,
 )
 from ._ids import new_id
+from ._reads import EventQuery, Page
 from ._session import (
     EVENT_KINDS,
     AsyncSession,
@@ -64,7 +66,9 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DeadLetter",
+    "EventQuery",
     "NotFoundError",
+    "Page",
     "PayloadTooLargeError",
     "PreconditionFailedError",
     "RateLimitedError",

@@ -88,6 +88,7 @@ class Call(Generic[T]):
         json: JSON body, or ``None``.
         params: Query parameters, or ``None``.
         headers: Extra headers (``If-Match``, ``Idempotency-Key``), or ``None``.
+        content: A raw body (NDJSON) instead of ``json``, or ``None``.
     """
 
     method: str
@@ -96,6 +97,7 @@ class Call(Generic[T]):
     json: Any = None
     params: Mapping[str, Any] | None = None
     headers: Mapping[str, str] | None = None
+    content: bytes | None = None
 
 
 def unwrap(response: httpx.Response) -> Any:

@@ -22,14 +22,16 @@ from tenacity import AsyncRetrying, Retrying
 
 from . import _api
 from ._api import Call, RecallResult
+from ._aread_methods import AsyncReads
 from ._core import _ClientCore
+from ._read_methods import SyncReads
 from ._session import AsyncSession, Session
 from ._stream import SSEParser, StreamState
 
 T = TypeVar("T")
 
 
-class Client(_ClientCore):
+class Client(_ClientCore, SyncReads):
     """Blocking client. Logging never blocks; direct calls do (with retries).
 
     Args:
@@ -126,7 +128,12 @@ class Client(_ClientCore):
         self._before()
         try:
             response = self._http.request(
-                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                call.method,
+                call.path,
+                json=call.json,
+                params=call.params,
+                headers=call.headers,
+                content=call.content,
             )
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from exc
@@ -154,7 +161,32 @@ class Client(_ClientCore):
             ...     print(event["seq"], event["kind"], event.get("name"))
         """
         self._check_open()
-        state = StreamState(session_id, after, self.config.retry_base, self.config.retry_max)
+        cfg = self.config
+        return self._sse(StreamState.session(session_id, after, cfg.retry_base, cfg.retry_max))
+
+    def stream_sessions(self, *, after: int | None = None) -> Iterator[dict[str, Any]]:
+        """Follow the tenant's sessions live (``GET /v1/sessions/stream``): each session
+        as it is created, updated (every append updates it), ended or deleted; without
+        end, reconnecting like :meth:`stream`.
+
+        Args:
+            after: ``updated_at`` in ms since the epoch: first every session changed at or
+                after it, in its current state. ``None``: live changes only (load the
+                list with :meth:`list_sessions` first).
+
+        Yields:
+            ``{"change": "created"|"updated"|"ended"|"deleted", "session": {...}}``,
+            the session as :meth:`list_sessions` lists it (``{"id"}`` when deleted).
+            Sessions are state, not a log: changes that come together may arrive as one
+            summary, and a reconnect may repeat one.
+
+        Raises:
+            AuthenticationError: The key is missing or not live (401, 403).
+        """
+        self._check_open()
+        return self._sse(StreamState.sessions(after, self.config.retry_base, self.config.retry_max))
+
+    def _sse(self, state: StreamState) -> Iterator[dict[str, Any]]:
         while True:
             wait = None
             try:
@@ -170,9 +202,9 @@ class Client(_ClientCore):
                                 continue
                             if state.overflowed(message):
                                 break
-                            event = state.message(message)
-                            if event is not None:
-                                yield event
+                            item = state.message(message)
+                            if item is not None:
+                                yield item
             except httpx.HTTPError:
                 wait = state.backoff()
             time.sleep(wait if wait is not None else 0.0)
@@ -327,7 +359,7 @@ class Client(_ClientCore):
         self.close()
 
 
-class AsyncClient(_ClientCore):
+class AsyncClient(_ClientCore, AsyncReads):
     """Asyncio client with the surface of :class:`Client`.
 
     Logging calls and :meth:`session` are plain (non-blocking) methods; direct calls,
@@ -395,7 +427,12 @@ class AsyncClient(_ClientCore):
         self._before()
         try:
             response = await self._http.request(
-                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                call.method,
+                call.path,
+                json=call.json,
+                params=call.params,
+                headers=call.headers,
+                content=call.content,
             )
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from exc
@@ -404,7 +441,19 @@ class AsyncClient(_ClientCore):
     async def stream(self, session_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """See :meth:`Client.stream`: ``async for event in client.stream(...)``."""
         self._check_open()
-        state = StreamState(session_id, after, self.config.retry_base, self.config.retry_max)
+        cfg = self.config
+        state = StreamState.session(session_id, after, cfg.retry_base, cfg.retry_max)
+        async for item in self._asse(state):
+            yield item
+
+    async def stream_sessions(self, *, after: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        """See :meth:`Client.stream_sessions`: ``async for change in ...``."""
+        self._check_open()
+        state = StreamState.sessions(after, self.config.retry_base, self.config.retry_max)
+        async for item in self._asse(state):
+            yield item
+
+    async def _asse(self, state: StreamState) -> AsyncIterator[dict[str, Any]]:
         while True:
             wait = None
             try:
@@ -422,9 +471,9 @@ class AsyncClient(_ClientCore):
                                 continue
                             if state.overflowed(message):
                                 break
-                            event = state.message(message)
-                            if event is not None:
-                                yield event
+                            item = state.message(message)
+                            if item is not None:
+                                yield item
             except httpx.HTTPError:
                 wait = state.backoff()
             await asyncio.sleep(wait if wait is not None else 0.0)

@@ -42,6 +42,7 @@ _EVENT_FIELDS = frozenset(
         "name", "role", "status", "level", "started_at", "ended_at", "duration_ms",
         "parent_id", "span_id", "trace_id", "input", "output", "attributes", "model",
         "input_tokens", "output_tokens", "cost_usd", "idempotency_key",
+        "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "price",
     }
 )  # fmt: skip
 _MAX_KEY_LENGTH = 200  # the server's limit on idempotency keys
@@ -118,7 +119,9 @@ class BaseSession:
             **fields: Other event fields: ``role``, ``level``, ``started_at``,
                 ``ended_at`` (datetime or ISO 8601), ``duration_ms`` (ms),
                 ``parent_id``, ``span_id``, ``trace_id``, ``model``, ``input_tokens``,
-                ``output_tokens`` (tokens), ``cost_usd`` (US dollars).
+                ``output_tokens``, ``cache_read_tokens``, ``cache_write_tokens``,
+                ``reasoning_tokens`` (tokens), ``cost_usd`` (US dollars), ``price``
+                (this event's prices, USD per million tokens; docs/cost.md).
 
         Returns:
             The event's idempotency key.
@@ -494,8 +497,17 @@ class Span:
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         cost_usd: float | None = None,
+        cache_read_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
     ) -> None:
-        """Record model usage on the final event (tokens; cost in US dollars)."""
+        """Record model usage on the final event.
+
+        Token counts follow OpenTelemetry GenAI: ``input_tokens`` includes
+        ``cache_read_tokens`` and ``cache_write_tokens``, ``output_tokens`` includes
+        ``reasoning_tokens``. ``cost_usd`` (US dollars) left out is computed by the server
+        from its price table for ``model`` (docs/cost.md).
+        """
         self._usage.update(
             {
                 k: v
@@ -504,6 +516,9 @@ class Span:
                     "input_tokens": input_tokens,
                     "output_tokens": output_tokens,
                     "cost_usd": cost_usd,
+                    "cache_read_tokens": cache_read_tokens,
+                    "cache_write_tokens": cache_write_tokens,
+                    "reasoning_tokens": reasoning_tokens,
                 }.items()
                 if v is not None
             }

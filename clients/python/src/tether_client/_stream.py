@@ -9,6 +9,10 @@ fell behind), waiting with the client's backoff (``retry_base`` doubling up to
 once and in order, however often the connection drops. Errors that retrying cannot fix
 (``404`` for an unknown session, ``401``/``403``) are raised.
 
+``GET /v1/sessions/stream`` (the tenant's session summaries, ``event: session.created``
+and so on, ``id`` = ``updated_at`` in ms) is followed the same way
+(:meth:`StreamState.sessions`); it is an upsert feed, so a reconnect may repeat a summary.
+
 The event-stream parsing follows the WHATWG HTML standard, §9.2 "Server-sent events":
 lines ``field: value``; a blank line ends a message; lines starting with ``:`` are
 comments (the server's keep-alive pings).
@@ -16,11 +20,12 @@ comments (the server's keep-alive pings).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
-import orjson
 
 from ._api import unwrap
 from ._errors import APIError
@@ -33,6 +38,10 @@ __all__ = ["SSEParser", "StreamState"]
 READ_TIMEOUT_S: Final = 45.0
 #: Statuses worth reconnecting after (the server or something in front of it is away).
 _TRANSIENT: Final = frozenset({408, 429, 502, 503, 504})
+#: The sessions feed's message names (``GET /v1/sessions/stream``).
+SESSION_CHANGES: Final = frozenset(
+    {"session.created", "session.updated", "session.ended", "session.deleted"}
+)
 
 
 @dataclass(slots=True)
@@ -66,21 +75,44 @@ class SSEParser:
 
 @dataclass(slots=True)
 class StreamState:
-    """A session stream's cursor and reconnect bookkeeping (shared by the sync and async
-    iterators)."""
+    """A stream's cursor and reconnect bookkeeping (shared by the sync and async
+    iterators).
 
-    session_id: str
-    cursor: int
+    Attributes:
+        path: The SSE route.
+        cursor: The last ``id`` received (``None``: none yet; sent as ``Last-Event-ID``).
+        kinds: Message ``event`` names that carry an item; others are skipped.
+        wrap: ``True`` for the sessions feed: items are ``{"change", "session"}``;
+            ``False``: the message's data is the item (a session's events).
+    """
+
+    path: str
+    cursor: int | None
     retry_base: float
     retry_max: float
+    kinds: frozenset[str] = frozenset({"event"})
+    wrap: bool = False
     failures: int = 0
 
-    @property
-    def path(self) -> str:
-        return f"/v1/sessions/{self.session_id}/stream"
+    @classmethod
+    def session(
+        cls, session_id: str, after: int, retry_base: float, retry_max: float
+    ) -> StreamState:
+        """One session's events: ``GET /v1/sessions/{id}/stream``."""
+        return cls(
+            f"/v1/sessions/{quote(session_id, safe='')}/stream", after, retry_base, retry_max
+        )
+
+    @classmethod
+    def sessions(cls, after: int | None, retry_base: float, retry_max: float) -> StreamState:
+        """The tenant's session summaries: ``GET /v1/sessions/stream``."""
+        return cls("/v1/sessions/stream", after, retry_base, retry_max, SESSION_CHANGES, True)
 
     def headers(self) -> dict[str, str]:
-        return {"Last-Event-ID": str(self.cursor), "Accept": "text/event-stream"}
+        headers = {"Accept": "text/event-stream"}
+        if self.cursor is not None:
+            headers["Last-Event-ID"] = str(self.cursor)
+        return headers
 
     def timeout(self, base: httpx.Timeout) -> httpx.Timeout:
         return httpx.Timeout(base.connect, read=READ_TIMEOUT_S, write=base.write, pool=base.pool)
@@ -103,15 +135,17 @@ class StreamState:
         )
 
     def message(self, message: tuple[str, str | None, str]) -> dict[str, Any] | None:
-        """The event of a message (the cursor moves past it), or ``None`` (an ``overflow``
+        """The item of a message (the cursor moves past it), or ``None`` (an ``overflow``
         or an unknown message: the caller reconnects on overflow, see :meth:`overflowed`)."""
         kind, ident, data = message
-        if kind != "event" or ident is None:
+        if kind not in self.kinds or ident is None:
             return None
         self.cursor = int(ident)
         self.failures = 0
-        event: dict[str, Any] = orjson.loads(data)
-        return event
+        item: dict[str, Any] = json.loads(data)
+        if self.wrap:
+            return {"change": kind.removeprefix("session."), "session": item}
+        return item
 
     @staticmethod
     def overflowed(message: tuple[str, str | None, str]) -> bool:

@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tether.domain.common import MAX_SAFE_INT, Count, Strict, StrictBool
+from tether.domain.events import PriceIn
 from tether.domain.keys import AdminKeyIn, ScopedKeyIn, key_body_model
-from tether.domain.records import ApiKey, NewApiKey
+from tether.domain.records import ApiKey, ModelPrice, NewApiKey
 from tether.server.bodies import JSONRoute, openapi_body, read_json, validate
 from tether.server.deps import ContextDep, ServicesDep, context_of, services_of
 from tether.server.envelope import ok
@@ -22,6 +23,8 @@ from tether.server.shapes import (
     AuditPage,
     JobPage,
     KeyList,
+    PriceDeleted,
+    PriceList,
     Reindexing,
     Replayed,
     returns,
@@ -32,6 +35,12 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=JSONRoute)
 
 #: Bodies parsed by hand (documented through ``openapi_body``).
 BODY_MODELS: list[type[BaseModel]] = [AdminKeyIn, ScopedKeyIn]
+
+#: A model name in a path: anything but blank or control characters, ``/`` included
+#: (``openai/gpt-4o``).
+ModelName = Annotated[
+    str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$")
+]
 
 
 class ReplayIn(Strict):
@@ -130,3 +139,40 @@ async def audit(
     exports, outbox replays, bursts of failed authentication; ``next_after`` continues."""
     items, nxt = await svc.audit.page(ctx.tenant_id, after=after, limit=limit)
     return ok(request, AuditPage(items, nxt))
+
+
+@router.get("/prices", operation_id="admin.prices.list", responses=returns(PriceList))
+async def list_prices(request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
+    """Every model's effective prices for the tenant (USD per million tokens), with the
+    ``source`` of each row: ``tenant`` overrides, else the ``file``
+    (``TETHER_PRICES_FILE``), else the shipped ``default`` (docs/cost.md)."""
+    return ok(request, PriceList(await svc.prices.table(ctx.tenant_id)))
+
+
+@router.put(
+    "/prices/{model:path}",
+    operation_id="admin.prices.put",
+    responses=returns(ModelPrice),
+)
+async def put_price(
+    request: Request, svc: ServicesDep, ctx: ContextDep, model: ModelName, body: PriceIn
+) -> Response:
+    """Set the tenant's prices of ``model`` (USD per million tokens), replacing its row:
+    events ingested from then on (on every replica within 5 s) are priced by it. A price
+    left out falls back (``cached_input`` and ``cache_write`` to ``input``, ``reasoning``
+    to ``output``). Audited."""
+    return ok(request, await svc.prices.put(ctx, model, body))
+
+
+@router.delete(
+    "/prices/{model:path}",
+    operation_id="admin.prices.delete",
+    responses=with_errors(returns(PriceDeleted), 404),
+)
+async def delete_price(
+    request: Request, svc: ServicesDep, ctx: ContextDep, model: ModelName
+) -> Response:
+    """Drop the tenant's override of ``model`` (the file's or default row applies again);
+    404 when there is none. Audited."""
+    await svc.prices.delete(ctx, model)
+    return ok(request, PriceDeleted(model=model.strip().lower(), deleted=True))

@@ -15,6 +15,7 @@ from tether.server.bodies import JSONRoute
 from tether.server.deps import ContextDep, ServicesDep
 from tether.server.envelope import fail, ok
 from tether.server.shapes import Alive, Dependencies, Ready, returns
+from tether.services.doctor import backlog_check, disk_check, with_hint
 
 router = APIRouter(tags=["health"], route_class=JSONRoute)
 
@@ -28,13 +29,15 @@ async def _store_check(svc: ServicesDep) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     health = await svc.store.check()
-    return {
-        "name": "store",
-        "kind": svc.store.backend,
-        "status": health.status,
-        "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
-        "detail": health.detail,
-    }
+    return with_hint(
+        {
+            "name": "store",
+            "kind": svc.store.backend,
+            "status": health.status,
+            "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+            "detail": health.detail,
+        }
+    )
 
 
 @router.get("/healthz", operation_id="health.alive", responses=returns(Alive))
@@ -62,11 +65,31 @@ async def readyz(request: Request, svc: ServicesDep) -> Response:
 
 
 @router.get("/v1/deps", operation_id="health.deps", responses=returns(Dependencies))
-async def deps(request: Request, svc: ServicesDep) -> Response:
-    """Each dependency's status and probe latency (ms); the embedder's from its last known
-    state, without waiting on it (as ``/readyz``)."""
+async def deps(request: Request, svc: ServicesDep, ctx: ContextDep) -> Response:
+    """Each dependency's status (``ok``, ``degraded``, ``down``, ``unknown``), probe
+    latency (ms), detail and a fix ``hint`` when not ``ok``: the store, the bus, the
+    embedder (from its last known state, without waiting on it, as ``/readyz``), the
+    caller's tenant's embedding backlog (``degraded`` with dead letters), and the free
+    space of the data directory's disk. What ``tether doctor`` prints."""
     checks = [await _store_check(svc)]
     checks.extend(await svc.checks())
+    t0 = time.perf_counter()
+    try:
+        stats = await svc.store.memory_stats(ctx.tenant_id)
+    except Exception as exc:  # the store check above already says why
+        checks.append(
+            {
+                "name": "index_backlog",
+                "kind": "outbox",
+                "status": "unknown",
+                "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+                "detail": f"{type(exc).__name__}: {exc}",
+                "hint": "the store did not answer: see the store check",
+            }
+        )
+    else:
+        checks.append(backlog_check(stats, (time.perf_counter() - t0) * 1000))
+    checks.append(disk_check(svc.settings.home))
     return ok(request, {"dependencies": checks})
 
 

@@ -39,6 +39,7 @@ from tether.server.bodies import DECIMAL_PATTERN, JSONRoute, parse_decimal
 from tether.server.deps import ContextDep, ServicesDep
 from tether.server.envelope import correlation_id
 from tether.server.errors import field_errors
+from tether.server.metrics import counted_stream
 from tether.services.context import RequestContext
 from tether.services.live import LiveEnded, LiveOverflow
 
@@ -97,7 +98,8 @@ async def stream_session(
     """The session's events after the cursor as Server-Sent Events, backlog then live."""
     cursor = _cursor(after, last_event_id)
     batches = await svc.live.follow_session(ctx, session_id, after=cursor)
-    return EventSourceResponse(_messages(batches, "event", _seq), ping=PING_S)
+    stream = counted_stream(svc.metrics, _messages(batches, "event", _seq))
+    return EventSourceResponse(stream, ping=PING_S)
 
 
 @router.get(
@@ -125,7 +127,7 @@ async def stream_sessions(
     <updated_at ms>``, ``data:`` the session (``{"id"}`` when deleted)."""
     cursor = after if last_event_id is None else _cursor(0, last_event_id)
     batches = await svc.live.follow_sessions(ctx, after=cursor)
-    return EventSourceResponse(_session_messages(batches), ping=PING_S)
+    return EventSourceResponse(counted_stream(svc.metrics, _session_messages(batches)), ping=PING_S)
 
 
 async def _session_messages(
@@ -164,7 +166,8 @@ async def stream_memory_changes(
     live; a key limited to namespace prefixes gets only the changes under them."""
     cursor = _cursor(after, last_event_id)
     batches = await svc.live.follow_memory(ctx, after=cursor)
-    return EventSourceResponse(_messages(batches, "change", _lsn), ping=PING_S)
+    stream = counted_stream(svc.metrics, _messages(batches, "change", _lsn))
+    return EventSourceResponse(stream, ping=PING_S)
 
 
 #: A WebSocket message carries items until its JSON passes this many bytes (at least one).
@@ -332,6 +335,8 @@ class _Connection:
             assert self.ctx is not None
             counted = self.ctx.tenant_id
             self.svc.live_metrics.connected(counted)
+            if self.svc.metrics is not None:
+                self.svc.metrics.connection("ws", 1)
             while not self.closed:
                 try:
                     raw = await self.ws.receive_text()
@@ -343,6 +348,8 @@ class _Connection:
         finally:
             if counted is not None:
                 self.svc.live_metrics.disconnected(counted)
+                if self.svc.metrics is not None:
+                    self.svc.metrics.connection("ws", -1)
             self.closed = True
             heartbeat.cancel()
             for task in self.pumps.values():
@@ -468,6 +475,8 @@ class _Connection:
             await self.send({"channel": channel, "type": "deleted", "cursor": exc.cursor})
             self.pumps.pop(channel, None)
         except LiveOverflow as exc:
+            if self.svc.metrics is not None:
+                self.svc.metrics.overflowed("ws")
             await self.send({"channel": channel, "type": "overflow", "cursor": exc.cursor})
             await self.close(CLOSE_OVERFLOW, f"{channel} fell behind; resume after {exc.cursor}")
         except (WebSocketDisconnect, RuntimeError):

@@ -10,7 +10,14 @@ from pydantic.json_schema import SkipJsonSchema
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tether.domain.common import ClientId, ShortText, Tag, Timestamp, check_json_depth
+from tether.domain.common import (
+    MAX_SAFE_INT,
+    ClientId,
+    ShortText,
+    Tag,
+    Timestamp,
+    check_json_depth,
+)
 from tether.domain.filters import SessionFilter
 from tether.domain.records import Goal, Session, SessionDetail, StateDoc
 from tether.domain.sessions import (
@@ -27,7 +34,7 @@ from tether.errors import InvalidInput
 from tether.server.bodies import CursorQ, JSONRoute, parse_cursor, parse_decimal, read_json
 from tether.server.deps import ContextDep, ServicesDep
 from tether.server.envelope import ok
-from tether.server.shapes import Deleted, SessionPage, returns, with_errors
+from tether.server.shapes import Deleted, SessionPage, StateVersionPage, returns, with_errors
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=JSONRoute)
 
@@ -141,6 +148,25 @@ async def delete_session(
 # -- state --------------------------------------------------------------------------------
 def _state_response(request: Request, data: StateDoc) -> Response:
     return ok(request, data, headers={"ETag": f'"{data.version}"'})
+
+
+@router.get(
+    "/{session_id}/state/versions",
+    operation_id="sessions.state.versions",
+    responses=returns(StateVersionPage),
+)
+async def state_versions(
+    session_id: str,
+    request: Request,
+    svc: ServicesDep,
+    ctx: ContextDep,
+    after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT, description="Versions after this.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Response:
+    """The state document's history, oldest first: each version with the JSON Merge
+    Patch (RFC 7386) that made it and the document after it; ``next_after`` continues."""
+    items, nxt = await svc.sessions.state_versions(ctx, session_id, after=after, limit=limit)
+    return ok(request, StateVersionPage(items, nxt))
 
 
 @router.get("/{session_id}/state", operation_id="sessions.state.get", responses=returns(StateDoc))

@@ -137,13 +137,18 @@ def add_to_session(
     conn.execute(
         "UPDATE sessions SET event_count = %s, error_count = error_count + %s, "
         "input_tokens = input_tokens + %s, output_tokens = output_tokens + %s, "
-        "cost_usd = cost_usd + %s, updated_at = %s WHERE pk = %s",
+        "cost_usd = cost_usd + %s, cache_read_tokens = cache_read_tokens + %s, "
+        "cache_write_tokens = cache_write_tokens + %s, "
+        "reasoning_tokens = reasoning_tokens + %s, updated_at = %s WHERE pk = %s",
         (
             event_count,
             totals.errors,
             totals.input_tokens,
             totals.output_tokens,
             totals.cost_usd,
+            totals.cache_read_tokens,
+            totals.cache_write_tokens,
+            totals.reasoning_tokens,
             now,
             session_pk,
         ),

@@ -99,6 +99,7 @@ def update(conn: Conn, pk: int, sets: Mapping[str, Any]) -> Row:
 def delete(conn: Conn, pk: int) -> int:
     events = conn.execute("DELETE FROM events WHERE session_pk = %s", (pk,)).rowcount
     conn.execute("DELETE FROM goals WHERE session_pk = %s", (pk,))
+    conn.execute("DELETE FROM state_versions WHERE session_pk = %s", (pk,))
     conn.execute("DELETE FROM sessions WHERE pk = %s", (pk,))
     return int(events)
 
@@ -171,3 +172,19 @@ def insert_goal(conn: Conn, values: Mapping[str, Any]) -> Row | None:
 
 def update_goal(conn: Conn, pk: int, sets: Mapping[str, Any]) -> Row:
     return _update(conn, "goals", pk, sets)
+
+
+def insert_state_version(conn: Conn, values: Mapping[str, Any]) -> None:
+    conn.execute(
+        f"INSERT INTO state_versions ({', '.join(values)}) "
+        f"VALUES ({', '.join(['%s'] * len(values))})",
+        list(values.values()),
+    )
+
+
+def state_version_rows(conn: Conn, session_pk: int, *, after: int, limit: int) -> Iterable[Row]:
+    return conn.execute(
+        "SELECT * FROM state_versions WHERE session_pk = %s AND version > %s "
+        "ORDER BY version LIMIT %s",
+        (session_pk, after, limit),
+    )

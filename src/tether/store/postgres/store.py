@@ -8,8 +8,20 @@ a group-commit writer per process, a reader pool) under the contract's methods
 from __future__ import annotations
 
 from tether.store.backend import BackendStore, SqlModules
-from tether.store.postgres import copy, events, feed, keys, memories, outbox, recall, sessions
+from tether.store.postgres import (
+    analytics,
+    copy,
+    events,
+    feed,
+    keys,
+    memories,
+    outbox,
+    prices,
+    recall,
+    sessions,
+)
 from tether.store.postgres.engine import PostgresEngine
+from tether.store.shared.analytics import AnalyticsStore
 
 __all__ = ["PostgresStore"]
 
@@ -22,10 +34,11 @@ _SQL = SqlModules(
     feed=feed,
     copy=copy,
     keys=keys,
+    prices=prices,
 )
 
 
-class PostgresStore(PostgresEngine, BackendStore):
+class PostgresStore(PostgresEngine, AnalyticsStore, BackendStore):
     """A PostgreSQL database as a Tether store.
 
     Args:
@@ -35,3 +48,4 @@ class PostgresStore(PostgresEngine, BackendStore):
 
     backend = "postgres"
     sql = _SQL
+    analytics = analytics

@@ -8,13 +8,18 @@ and a connection inside one of the engine's jobs; they never commit.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from tether.domain.changes import SESSIONS_TOPIC, Change, session_topic
 from tether.domain.records import AppendResult, Event, KindCount, Recent, Stats, StatusCount
 from tether.store.common import emit, take_page
 from tether.store.prepared import KEY, SEQ, SESSION_PK, TENANT, PreparedEvents, Totals, totals_of
 from tether.store.rows import Row, event_record
+
+#: Topic of the change that hands an append's inserted rows (prepared rows, COLUMNS order)
+#: to the process's metrics after the commit. In-process only: the container drops it
+#: before publishing, so rows never reach the bus.
+ROWS_TOPIC: Final = "local:event-rows"
 
 
 class EventSql(Protocol):
@@ -88,7 +93,8 @@ def append_events(
         if q.insert_fresh(conn, rows, prepared.columns):
             last = count + len(rows)
             q.add_to_session(conn, session_pk, event_count=last, totals=prepared.totals, now=now)
-            _appended(rows[0][TENANT], session_id, count + 1, last, prepared.totals.errors, now)
+            errors = prepared.totals.errors
+            _appended(rows[0][TENANT], session_id, count + 1, last, errors, now, prepared, rows)
             return AppendResult(seqs=list(range(count + 1, last + 1)), duplicates=0)
     keys = [r[KEY] for r in rows if r[KEY] is not None]
     known = q.known_keys(conn, session_pk, keys) if keys else {}
@@ -111,18 +117,31 @@ def append_events(
         q.insert_rows(conn, new_rows, prepared.columns)
         totals = totals_of(new_rows)
         q.add_to_session(conn, session_pk, event_count=seq, totals=totals, now=now)
-        _appended(rows[0][TENANT], session_id, count + 1, seq, totals.errors, now)
+        _appended(
+            rows[0][TENANT], session_id, count + 1, seq, totals.errors, now, prepared, new_rows
+        )
     return AppendResult(seqs=seqs, duplicates=len(rows) - len(new_rows))
 
 
 def _appended(
-    tenant_id: str, session_id: str, first: int, last: int, errors: int, now: int
+    tenant_id: str,
+    session_id: str,
+    first: int,
+    last: int,
+    errors: int,
+    now: int,
+    prepared: PreparedEvents,
+    rows: list[list[Any]],
 ) -> None:
     """Emit the changes of an append: the session's events (seqs ``first..last``, of which
-    ``errors`` are errors), and the session itself."""
+    ``errors`` are errors), the session itself, and the inserted ``rows`` with the
+    positions that are not ``None`` in some row of ``prepared`` (by reference, for the
+    metrics; :data:`ROWS_TOPIC`)."""
     data = {"first": first, "errors": errors}
     emit(Change(session_topic(session_id), tenant_id, "events", last, data))
     emit(Change(SESSIONS_TOPIC, tenant_id, "session.updated", now, {"id": session_id}))
+    summary = {"rows": rows, "columns": prepared.columns}
+    emit(Change(ROWS_TOPIC, tenant_id, "event.rows", last, summary))
 
 
 def list_events(

@@ -16,9 +16,17 @@ from tether.domain.changes import SESSIONS_TOPIC, Change, session_topic
 from tether.domain.common import MAX_SAFE_INT
 from tether.domain.events import EventBatchIn
 from tether.domain.filters import SessionFilter
-from tether.domain.records import BatchResult, Created, Goal, Session, SessionDetail, StateDoc
+from tether.domain.records import (
+    BatchResult,
+    Created,
+    Goal,
+    Session,
+    SessionDetail,
+    StateDoc,
+    StateVersion,
+)
 from tether.domain.sessions import GoalIn, GoalPatch, SessionPatch
-from tether.domain.time import new_id
+from tether.domain.time import iso, new_id
 from tether.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from tether.store.common import body_hash, dumps, emit, loads, merge_json, take_page
 from tether.store.prepared import PreparedEvents, prepare_events, server_event
@@ -82,6 +90,14 @@ class SessionSql(Protocol):
         """Insert a goal; ``None`` when its id exists in the session."""
 
     def update_goal(self, conn: Any, pk: int, sets: Mapping[str, Any]) -> Row: ...
+
+    def insert_state_version(self, conn: Any, values: Mapping[str, Any]) -> None:
+        """Insert a ``state_versions`` row."""
+
+    def state_version_rows(
+        self, conn: Any, session_pk: int, *, after: int, limit: int
+    ) -> Iterable[Row]:
+        """``state_versions`` rows of a session with ``version > after``, ascending."""
 
 
 def _missing(session_id: str) -> NotFound:
@@ -351,8 +367,39 @@ def patch_state(
         )
     state, text = merge_json(stored, patch, loc=["body"], max_bytes=max_bytes)
     q.update(conn, pk, {"state": text, "state_version": current + 1, "updated_at": now})
+    q.insert_state_version(
+        conn,
+        {
+            "session_pk": pk,
+            "version": current + 1,
+            "tenant_id": tenant_id,
+            "patch": dumps(patch),
+            "state": text,
+            "at": now,
+        },
+    )
     _changed(tenant_id, session_id, "session.updated", now)
     return StateDoc(state=state, version=current + 1)
+
+
+def state_versions(
+    q: SessionSql, conn: Any, tenant_id: str, session_id: str, *, after: int, limit: int
+) -> tuple[list[StateVersion], int | None]:
+    """Versions ``> after`` of a session's state, oldest first; ``(items, next after or
+    None)``. Versions written before the history existed (migration 0008) are absent.
+    Raises NotFound."""
+    pk = get_pk(q, conn, tenant_id, session_id)
+    rows = list(q.state_version_rows(conn, pk, after=after, limit=limit + 1))
+    items = [
+        StateVersion(
+            version=int(r["version"]),
+            state=loads(r["state"]),
+            patch=loads(r["patch"]),
+            at=iso(r["at"]) or "",
+        )
+        for r in rows[:limit]
+    ]
+    return items, (items[-1].version if len(rows) > limit else None)
 
 
 # -- goals -------------------------------------------------------------------------------

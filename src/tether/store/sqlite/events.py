@@ -129,6 +129,8 @@ def add_to_session(
     conn.execute(
         "UPDATE sessions SET event_count=?, error_count=error_count+?, "
         "input_tokens=input_tokens+?, output_tokens=output_tokens+?, cost_usd=cost_usd+?, "
+        "cache_read_tokens=cache_read_tokens+?, cache_write_tokens=cache_write_tokens+?, "
+        "reasoning_tokens=reasoning_tokens+?, "
         "updated_at=? WHERE pk=?",
         (
             event_count,
@@ -136,6 +138,9 @@ def add_to_session(
             totals.input_tokens,
             totals.output_tokens,
             totals.cost_usd,
+            totals.cache_read_tokens,
+            totals.cache_write_tokens,
+            totals.reasoning_tokens,
             now,
             session_pk,
         ),

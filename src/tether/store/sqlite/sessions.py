@@ -90,6 +90,7 @@ def update(conn: Conn, pk: int, sets: Mapping[str, Any]) -> Row:
 def delete(conn: Conn, pk: int) -> int:
     events = conn.execute("DELETE FROM events WHERE session_pk=?", (pk,)).rowcount
     conn.execute("DELETE FROM goals WHERE session_pk=?", (pk,))
+    conn.execute("DELETE FROM state_versions WHERE session_pk=?", (pk,))
     conn.execute("DELETE FROM sessions WHERE pk=?", (pk,))
     return int(events)
 
@@ -159,3 +160,18 @@ def insert_goal(conn: Conn, values: Mapping[str, Any]) -> Row | None:
 
 def update_goal(conn: Conn, pk: int, sets: Mapping[str, Any]) -> Row:
     return _update(conn, "goals", pk, sets)
+
+
+def insert_state_version(conn: Conn, values: Mapping[str, Any]) -> None:
+    conn.execute(
+        f"INSERT INTO state_versions ({', '.join(values)}) "
+        f"VALUES ({', '.join(['?'] * len(values))})",
+        list(values.values()),
+    )
+
+
+def state_version_rows(conn: Conn, session_pk: int, *, after: int, limit: int) -> Iterable[Row]:
+    return conn.execute(
+        "SELECT * FROM state_versions WHERE session_pk=? AND version>? ORDER BY version LIMIT ?",
+        (session_pk, after, limit),
+    )

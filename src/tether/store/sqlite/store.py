@@ -14,7 +14,19 @@ from typing import Literal
 
 from tether.domain.text import analyze
 from tether.store.backend import BackendStore, SqlModules
-from tether.store.sqlite import copy, events, feed, keys, memories, outbox, recall, sessions
+from tether.store.shared.analytics import AnalyticsStore
+from tether.store.sqlite import (
+    analytics,
+    copy,
+    events,
+    feed,
+    keys,
+    memories,
+    outbox,
+    prices,
+    recall,
+    sessions,
+)
 from tether.store.sqlite.engine import SQLiteEngine
 
 __all__ = ["SQLiteStore"]
@@ -28,6 +40,7 @@ _SQL = SqlModules(
     feed=feed,
     copy=copy,
     keys=keys,
+    prices=prices,
 )
 
 
@@ -42,7 +55,7 @@ def _fill_terms(conn: sqlite3.Connection) -> int:
     return len(rows)
 
 
-class SQLiteStore(SQLiteEngine, BackendStore):
+class SQLiteStore(SQLiteEngine, AnalyticsStore, BackendStore):
     """A SQLite database file as a Tether store.
 
     Args:
@@ -53,6 +66,7 @@ class SQLiteStore(SQLiteEngine, BackendStore):
 
     backend = "sqlite"
     sql = _SQL
+    analytics = analytics
 
     def __init__(
         self,
