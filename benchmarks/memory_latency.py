@@ -437,7 +437,7 @@ async def stage_breakdown(
     from tether.memory.embedders import OnnxMiniLMEmbedder
     from tether.memory.follower import IndexFollower
     from tether.memory.postings import KeywordIndex
-    from tether.memory.ranking import RankingParams
+    from tether.memory.ranking import RankingParams, query_period
     from tether.memory.recall import Recall, search_filter
     from tether.memory.vectors import VectorIndex
     from tether.store.base import Store
@@ -502,8 +502,11 @@ async def stage_breakdown(
             rows.update(await store.ranking_rows(tenant, f, missing, now=now))
             t = lap("ranking_rows (ranking columns of vector hits not already read)", t)
             passing = [(pk, s) for pk, s in hits if pk in rows][:depth]
-            await recall._rank(tenant, body.limit, kw, passing, rows, now)
-            t = lap("rank + records of the results", t)
+            stems = query_stems(q)
+            subject = keywords.leading(tenant, list(rows), stems)
+            period = query_period(q)
+            await recall._rank(tenant, body.limit, kw, passing, rows, now, subject, period, True)
+            t = lap("rank (with conversation context) + records of the results", t)
             recall.queries._cache.clear()  # embed again, as the distinct questions would
             t = time.perf_counter()
             await recall.search(tenant, body, now=now)

@@ -13,6 +13,14 @@ question sees the same store. A last row repeats the default with ``touch: true`
 production: each search resets the recency of what it returned (at most +15 %), so
 earlier questions nudge later ones.
 
+``--loco`` adds the honest figure: **leave-one-conversation-out**. Every tuned ranking
+constant is chosen on two conversations (``ranking_offline.choose``: the server's ranking
+code in-process, best category 1-4 R@5 over ``ranking_offline.GRID``) and the third is
+then searched through a server started with those constants (``TETHER_RECALL_PARAMS``)
+holding only that conversation; the table gives each fold, their mean and, beside it, the
+in-sample default (constants chosen on all three), with R@1/5/10 and MRR per category and
+the server's p50/p95 search latency.
+
 ``--db`` picks the store under test (``sqlite``, the default, or a PostgreSQL server URL on
 which a fresh database is created and dropped afterwards); several, comma-separated, run
 one after another on the same data, and the first is the baseline: a last table gives
@@ -25,6 +33,7 @@ Agents", ACL 2024, arXiv 2402.17753), snap-research, CC BY-NC 4.0.
 Usage::
 
     .venv/bin/python benchmarks/memory_recall.py [--data PATH] [--db sqlite,postgresql://...]
+        [--loco]
 """
 
 from __future__ import annotations
@@ -100,7 +109,13 @@ def ingest(http: httpx.Client, convs: list[dict[str, Any]]) -> None:
 def evaluate(
     http: httpx.Client, convs: list[dict[str, Any]], mode: str, touch: bool
 ) -> tuple[dict[str, list[float]], list[float]]:
-    buckets: dict[str, list[list[float]]] = {"1-4": [], "5": []}
+    """-> ({"1-4" | "5" | "cat1".."cat4": [R@1, R@5, R@10, MRR, n]}, server ms per
+    question)."""
+    buckets: dict[str, list[list[float]]] = {
+        "1-4": [],
+        "5": [],
+        **{f"cat{c}": [] for c in (1, 2, 3, 4)},
+    }
     server_ms: list[float] = []
     for conv in convs:
         ns = f"locomo/{conv['sample_id']}"
@@ -116,11 +131,30 @@ def evaluate(
             row = [len(evidence & set(top[:k])) / len(evidence) for k in KS]
             row.append(next((1.0 / (i + 1) for i, m in enumerate(top) if m in evidence), 0.0))
             buckets["5" if category == 5 else "1-4"].append(row)
+            if category != 5:
+                buckets[f"cat{category}"].append(row)
     means = {
         k: [statistics.fmean(col) for col in zip(*v, strict=True)] + [len(v)]
         for k, v in buckets.items()
+        if v
     }
     return means, server_ms
+
+
+def category_table(title: str, rows: list[tuple[str, dict[str, list[float]]]]) -> None:
+    """Print R@1/5/10 and MRR per category (1 multi-hop, 2 temporal, 3 open-domain,
+    4 single-hop) for each named result."""
+    print(f"\n{title}\n\n| ranking | category | n | R@1 | R@5 | R@10 | MRR |")
+    print("|---|---|---|---|---|---|---|")
+    for name, res in rows:
+        for key in ("cat1", "cat2", "cat3", "cat4", "1-4"):
+            a = res.get(key)
+            if a is not None:
+                label = "1-4 (all)" if key == "1-4" else key[3:]
+                print(
+                    f"| {name} | {label} | {int(a[4])} | {a[0]:.3f} | {a[1]:.3f} "
+                    f"| {a[2]:.3f} | {a[3]:.3f} |"
+                )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -162,12 +196,77 @@ def measure(db: str, convs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 f"| {pct(ms, 0.95):.1f} |",
                 flush=True,
             )
+            out[name]["res"] = res
+    category_table(
+        f"per category ({store_label(db)})",
+        [(name, out[name]["res"]) for name, _ in MODES],
+    )
     return out
+
+
+def loco(db: str, convs: list[dict[str, Any]], data: Path) -> dict[str, Any]:
+    """Leave-one-conversation-out through the HTTP API on store ``db``: per fold, the
+    constants chosen on the other two conversations (offline, ``ranking_offline.choose``)
+    and a fresh server with them holding only the held-out conversation. Prints the
+    folds, their mean and the pooled latency; returns ``{"folds": [...], "mean": [R@1,
+    R@5, R@10, MRR], "ms": [...]}``."""
+    import ranking_offline
+    from tether.memory.embedders import OnnxMiniLMEmbedder
+
+    offline = ranking_offline.load(data, OnnxMiniLMEmbedder())
+    folds = []
+    all_ms: list[float] = []
+    for i, held in enumerate(convs):
+        chosen = ranking_offline.choose([c for j, c in enumerate(offline) if j != i])
+        env = {"TETHER_RECALL_PARAMS": json.dumps(chosen)}
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            fresh_store(db, Path(tmp), "loco") as store,
+            running_server(store, env=env, home=Path(tmp)) as url,
+            httpx.Client(base_url=url, timeout=60) as http,
+        ):
+            ingest(http, [held])
+            res, ms = evaluate(http, [held], "hybrid", False)
+        all_ms += ms
+        folds.append((held["sample_id"], chosen, res))
+    print(
+        f"\nleave-one-conversation-out via HTTP ({store_label(db)}; constants chosen on the "
+        "other two conversations)\n\n| held out | constants chosen | n | R@1 | R@5 | R@10 "
+        "| MRR |\n|---|---|---|---|---|---|---|"
+    )
+    for sample_id, chosen, res in folds:
+        a = res["1-4"]
+        print(
+            f"| {sample_id} | {json.dumps(chosen)} | {int(a[4])} | {a[0]:.3f} | {a[1]:.3f} "
+            f"| {a[2]:.3f} | {a[3]:.3f} |"
+        )
+    mean = [statistics.fmean(r["1-4"][k] for _, _, r in folds) for k in range(4)]
+    print(
+        f"| **mean of the 3 folds** | | | {mean[0]:.3f} | {mean[1]:.3f} | {mean[2]:.3f} "
+        f"| {mean[3]:.3f} |"
+    )
+    print(
+        f"\nserver search latency over the folds: p50 {statistics.median(all_ms):.1f} ms, "
+        f"p95 {pct(all_ms, 0.95):.1f} ms"
+    )
+    pooled: dict[str, list[float]] = {}
+    for key in ("cat1", "cat2", "cat3", "cat4", "1-4"):
+        parts = [r[key] for _, _, r in folds if key in r]
+        n = sum(p[4] for p in parts)
+        pooled[key] = [sum(p[k] * p[4] for p in parts) / n for k in range(4)] + [n]
+    category_table(
+        f"leave-one-conversation-out per category ({store_label(db)})",
+        [*((f"held out {sid}", res) for sid, _, res in folds), ("all folds pooled", pooled)],
+    )
+    return {"folds": folds, "mean": mean, "ms": all_ms}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--loco", action="store_true", help="also run leave-one-conversation-out (honest)"
+    )
     parser.add_argument(
         "--db",
         default="sqlite",
@@ -180,6 +279,12 @@ def main() -> None:
         for option in args.db.split(","):
             db = stack.enter_context(postgres_server(option))
             results.append((store_label(db), measure(db, convs)))
+            if args.loco:
+                folds = loco(db, convs, args.data)
+                results[-1][1]["leave-one-conversation-out mean"] = {
+                    "a": folds["mean"],
+                    "ms": folds["ms"],
+                }
     if len(results) < 2:
         return
     base_label, base = results[0]

@@ -1,16 +1,24 @@
-"""Offline recall benchmark of Tether's hybrid ranking on LoCoMo (no server).
+"""Offline recall experiments on LoCoMo with Tether's own ranking code (no server).
 
-Runs the retrieval protocol of ``shared/data/README.md`` in-process: one SQLite in-memory
-FTS5 index (Tether's keyword index before its BM25 postings, ``_fts.py``) and one numpy
-matrix of all-MiniLM-L6-v2 vectors per conversation, queried with ``build_match_query``
-and ranked with the production ``tether.memory.ranking.rank``.
+Runs the retrieval protocol of ``shared/data/README.md`` in-process, with the server's
+pieces: per conversation, one :class:`~tether.memory.postings.KeywordIndex` (BM25 over the
+analyzer's terms), one matrix of the default embedder's vectors, and
+:func:`tether.memory.ranking.rank` with the same features the server passes (event time,
+write order, subject match). Fast enough (~0.1 s per configuration) to compare ranking
+variants and to choose constants.
+
+**Leave-one-conversation-out** (``loco``): every tuned constant (``GRID``: alpha, the
+neighbour, subject and period weights, episode on/off) is chosen on two conversations (best mean
+R@5 over their category 1-4 questions) and scored on the third; all three folds and their
+mean are reported beside the in-sample figure (constants chosen and scored on all three).
+``benchmarks/memory_recall.py --loco`` replays those choices through the HTTP API.
 
 Data: LoCoMo (Maharana et al., "Evaluating Very Long-Term Conversational Memory of LLM
 Agents", ACL 2024, arXiv 2402.17753), snap-research, CC BY-NC 4.0.
 
 Usage::
 
-    .venv/bin/python benchmarks/ranking_offline.py [--data PATH] [--sweep]
+    .venv/bin/python benchmarks/ranking_offline.py [--data PATH]
 
 Embeddings are cached under ``$TMPDIR/tether-bench-emb`` (never in the repo).
 """
@@ -19,28 +27,46 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import re
-import sqlite3
-import statistics
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from _fts import FTS_TABLE_DDL, build_match_query
+from tether.domain.text import analyze, query_stems
 from tether.memory.embedders import Embedder, OnnxMiniLMEmbedder
-from tether.memory.ranking import DEFAULT_PARAMS, MemoryFeatures, RankingParams, rank
+from tether.memory.postings import KeywordIndex
+from tether.memory.ranking import (
+    DEFAULT_PARAMS,
+    MemoryFeatures,
+    Period,
+    RankingParams,
+    query_period,
+    rank,
+    with_overrides,
+)
+from tether.store.base import IndexRow
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev.json"
 EVIDENCE_RE = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)")
 KS = (1, 5, 10)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)  # after every session: recency ~0 for all turns
+
+#: The tuned constants and the values tried (the product is searched in each fold).
+GRID: dict[str, tuple[float, ...]] = {
+    "alpha": (0.5, 0.55, 0.6),
+    "neighbour_weight": (0.0, 0.25, 0.5, 1.0),
+    "subject_weight": (0.0, 0.1, 0.25, 0.5),
+    "episode": (0.0, 1.0),
+    "period_weight": (0.0, 0.1, 0.25, 0.5),
+}
 
 
 def evidence_ids(qa: dict[str, Any], known: set[str]) -> set[str]:
@@ -58,18 +84,17 @@ class Question:
     text: str
     category: int
     evidence: set[str]
+    bm25: Candidates  # (dia_id, -bm25) best first, full depth
+    vector: Candidates  # (dia_id, cosine) best first, full depth
+    subject: set[str]  # dia_ids whose first term is a query term
+    period: Period | None  # months/years the question names
 
 
 @dataclass
 class Conversation:
     sample_id: str
-    ids: list[str]  # dia_id per memory, row order
-    texts: list[str]
     features: dict[str, MemoryFeatures]
     questions: list[Question]
-    db: sqlite3.Connection
-    vectors: npt.NDArray[np.float32]
-    question_vectors: npt.NDArray[np.float32]
 
 
 def parse_session_date(text: str) -> datetime:
@@ -88,8 +113,11 @@ def cached_embed(embedder: Embedder, texts: Sequence[str]) -> npt.NDArray[np.flo
     return vectors
 
 
-def load(path: Path, embedder: Embedder) -> list[Conversation]:
+def load(path: Path, embedder: Embedder, depth: int = 100) -> list[Conversation]:
+    """Each conversation with every question's candidates (``depth`` from each retriever,
+    cut further per configuration by :func:`evaluate`)."""
     conversations = []
+    ingested = datetime.now(UTC)
     for sample in json.loads(path.read_text()):
         conv = sample["conversation"]
         sessions = sorted(
@@ -98,162 +126,189 @@ def load(path: Path, embedder: Embedder) -> list[Conversation]:
         ids: list[str] = []
         texts: list[str] = []
         features: dict[str, MemoryFeatures] = {}
-        ingested = datetime.now(UTC)
         for key in sessions:
             occurred = parse_session_date(conv[f"{key}_date_time"])
             for turn in conv[key]:
+                features[turn["dia_id"]] = MemoryFeatures(
+                    created_at=ingested, occurred_at=occurred, seq=len(ids)
+                )
                 ids.append(turn["dia_id"])
                 texts.append(f"{turn['speaker']}: {turn['text']}")
-                features[turn["dia_id"]] = MemoryFeatures(created_at=ingested, occurred_at=occurred)
-        known = set(ids)
+        keywords = KeywordIndex()
+        keywords.apply(
+            [
+                IndexRow(0, "t", mid, pk, "ns", 1, " ".join(analyze(text)), "", None)
+                for pk, (mid, text) in enumerate(zip(ids, texts, strict=True))
+            ]
+        )
+        qas = [(qa, evidence_ids(qa, set(ids))) for qa in sample["qa"]]
+        qas = [(qa, ev) for qa, ev in qas if ev]
+        vectors = cached_embed(embedder, texts)
+        qvecs = cached_embed(embedder, [qa["question"] for qa, _ in qas])
         questions = []
-        for qa in sample["qa"]:
-            evidence = evidence_ids(qa, known)
-            if evidence:
-                questions.append(Question(qa["question"], int(qa["category"]), evidence))
-        db = sqlite3.connect(":memory:")
-        db.execute("CREATE TABLE memories (rowid INTEGER PRIMARY KEY, id TEXT, text TEXT)")
-        db.execute(FTS_TABLE_DDL)
-        rows = [(i + 1, mid, text) for i, (mid, text) in enumerate(zip(ids, texts, strict=True))]
-        db.executemany("INSERT INTO memories VALUES (?, ?, ?)", rows)
-        db.executemany(
-            "INSERT INTO memories_fts(rowid, text) VALUES (?, ?)", [(r, t) for r, _, t in rows]
-        )
-        conversations.append(
-            Conversation(
-                sample["sample_id"],
-                ids,
-                texts,
-                features,
-                questions,
-                db,
-                cached_embed(embedder, texts),
-                cached_embed(embedder, [q.text for q in questions]),
+        for (qa, evidence), qvec in zip(qas, qvecs, strict=True):
+            stems = query_stems(qa["question"])
+            hits = keywords.search("t", ["ns"], stems, depth)
+            sims = vectors @ qvec
+            top = np.argsort(-sims, kind="stable")[:depth]
+            subject = keywords.leading("t", list(range(len(ids))), stems)
+            questions.append(
+                Question(
+                    qa["question"],
+                    int(qa["category"]),
+                    evidence,
+                    [(ids[pk], s) for pk, s in hits],
+                    [(ids[i], float(sims[i])) for i in top],
+                    {ids[pk] for pk in subject},
+                    query_period(qa["question"]),
+                )
             )
-        )
+        conversations.append(Conversation(sample["sample_id"], features, questions))
     return conversations
 
 
-def bm25_candidates(conv: Conversation, query: str, depth: int) -> Candidates:
-    match = build_match_query(query)
-    if match is None:
-        return []
-    rows = conv.db.execute(
-        "SELECT m.id, bm25(memories_fts) FROM memories_fts JOIN memories m"
-        " ON m.rowid = memories_fts.rowid WHERE memories_fts MATCH ?"
-        " ORDER BY bm25(memories_fts) LIMIT ?",
-        (match, depth),
-    ).fetchall()
-    return [(str(mid), float(score)) for mid, score in rows]
+Ranker = Callable[[Conversation, Question], list[str]]
 
 
-def vector_candidates(conv: Conversation, qvec: npt.NDArray[np.float32], depth: int) -> Candidates:
-    sims = conv.vectors @ qvec
-    top = np.argpartition(-sims, min(depth, len(sims) - 1))[:depth]
-    top = top[np.argsort(-sims[top])]
-    return [(conv.ids[i], float(sims[i])) for i in top]
+def ranked_by(params: RankingParams, context: bool = True) -> Ranker:
+    """The server's hybrid ranking with ``params`` (``context``: conversation context)."""
 
-
-Ranker = Callable[[Conversation, Candidates, Candidates], list[str]]
-
-
-def evaluate(convs: list[Conversation], ranker: Ranker, depth: int) -> dict[str, list[float]]:
-    """-> {"1-4": [R@1, R@5, R@10, MRR, n], "5": [...]}"""
-    buckets: dict[str, list[list[float]]] = {"1-4": [], "5": []}
-    for conv in convs:
-        for qi, q in enumerate(conv.questions):
-            b = bm25_candidates(conv, q.text, depth)
-            v = vector_candidates(conv, conv.question_vectors[qi], depth)
-            top = ranker(conv, b, v)[:10]
-            row = [len(q.evidence & set(top[:k])) / len(q.evidence) for k in KS]
-            row.append(next((1.0 / (i + 1) for i, m in enumerate(top) if m in q.evidence), 0.0))
-            buckets["5" if q.category == 5 else "1-4"].append(row)
-    return {k: [*np.mean(v, axis=0).tolist(), len(v)] for k, v in buckets.items()}
-
-
-def ranked_by(params: RankingParams, now: datetime | None = None) -> Ranker:
-    def run(conv: Conversation, b: Candidates, v: Candidates) -> list[str]:
-        when = now or datetime.now(UTC)
-        return [r.memory_id for r in rank(b, v, conv.features, now=when, params=params)]
+    def run(conv: Conversation, q: Question) -> list[str]:
+        d = params.candidate_depth
+        ranked = rank(
+            q.bm25[:d],
+            q.vector[:d],
+            conv.features,
+            now=NOW,
+            params=params,
+            limit=10,
+            subject=q.subject,
+            period=q.period,
+            context=context,
+        )
+        return [r.memory_id for r in ranked]
 
     return run
 
 
-def latency(convs: list[Conversation], embedder: Embedder, n: int = 200) -> dict[str, float]:
-    """Median/p95 ms of: query embedding, FTS5 query, vector search, rank()."""
-    times: dict[str, list[float]] = {"embed": [], "fts5": [], "vector": [], "rank": []}
-    questions = [(c, q) for c in convs for q in c.questions][:n]
-    embedder.embed(["warm up"])
-    for conv, q in questions:
-        t0 = time.perf_counter()
-        qvec = embedder.embed([q.text])[0]
-        t1 = time.perf_counter()
-        b = bm25_candidates(conv, q.text, DEFAULT_PARAMS.candidate_depth)
-        t2 = time.perf_counter()
-        v = vector_candidates(conv, qvec, DEFAULT_PARAMS.candidate_depth)
-        t3 = time.perf_counter()
-        rank(b, v, conv.features, now=datetime.now(UTC))
-        t4 = time.perf_counter()
-        for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-            times[key].append(dt * 1000)
+def bm25_only(_conv: Conversation, q: Question) -> list[str]:
+    return [m for m, _ in q.bm25[:10]]
+
+
+def vector_only(_conv: Conversation, q: Question) -> list[str]:
+    return [m for m, _ in q.vector[:10]]
+
+
+def evaluate(convs: Sequence[Conversation], ranker: Ranker) -> dict[str, list[float]]:
+    """-> {"1-4": [R@1, R@5, R@10, MRR, n], "5": [...]} (means over questions)."""
+    buckets: dict[str, list[list[float]]] = {"1-4": [], "5": []}
+    for conv in convs:
+        for q in conv.questions:
+            top = ranker(conv, q)[:10]
+            row = [len(q.evidence & set(top[:k])) / len(q.evidence) for k in KS]
+            row.append(next((1.0 / (i + 1) for i, m in enumerate(top) if m in q.evidence), 0.0))
+            buckets["5" if q.category == 5 else "1-4"].append(row)
+    return {
+        k: [*np.mean(v, axis=0).tolist(), len(v)] if v else [0.0] * 5 for k, v in buckets.items()
+    }
+
+
+def per_category(convs: Sequence[Conversation], ranker: Ranker) -> dict[int, list[float]]:
+    """-> {category: [R@1, R@5, R@10, MRR, n]} for categories 1-4."""
     out = {}
-    for key, values in times.items():
-        values.sort()
-        out[f"{key}_p50"] = statistics.median(values)
-        out[f"{key}_p95"] = values[int(0.95 * (len(values) - 1))]
+    for cat in (1, 2, 3, 4):
+        subset = [
+            Conversation(c.sample_id, c.features, [q for q in c.questions if q.category == cat])
+            for c in convs
+        ]
+        out[cat] = evaluate(subset, ranker)["1-4"]
     return out
 
 
-def fmt(name: str, res: dict[str, list[float]]) -> str:
-    a, c = res["1-4"], res["5"]
-    return (
-        f"| {name:<34} | {a[0]:.3f} | {a[1]:.3f} | {a[2]:.3f} | {a[3]:.3f} "
-        f"| {c[0]:.3f} | {c[1]:.3f} | {c[2]:.3f} | {c[3]:.3f} |"
-    )
+def grid() -> list[dict[str, float]]:
+    """Every combination of :data:`GRID`."""
+    return [dict(zip(GRID, values, strict=True)) for values in itertools.product(*GRID.values())]
+
+
+def params_of(overrides: dict[str, float]) -> RankingParams:
+    """The default with ``overrides``, as the server applies ``TETHER_RECALL_PARAMS``."""
+    return with_overrides(DEFAULT_PARAMS, overrides)
+
+
+def choose(convs: Sequence[Conversation]) -> dict[str, float]:
+    """The :data:`GRID` point with the best category 1-4 R@5 on ``convs`` (ties: the
+    first in grid order, i.e. the smallest constants)."""
+    best: tuple[float, dict[str, float]] | None = None
+    for point in grid():
+        r5 = evaluate(convs, ranked_by(params_of(point)))["1-4"][1]
+        if best is None or r5 > best[0] + 1e-12:
+            best = (r5, point)
+    assert best is not None
+    return best[1]
+
+
+def loco(convs: Sequence[Conversation]) -> list[tuple[str, dict[str, float], list[float]]]:
+    """Leave-one-conversation-out: per held-out conversation, ``(sample_id, constants
+    chosen on the other two, [R@1, R@5, R@10, MRR, n] on it)``."""
+    out = []
+    for i, held in enumerate(convs):
+        chosen = choose([c for j, c in enumerate(convs) if j != i])
+        out.append((held.sample_id, chosen, evaluate([held], ranked_by(params_of(chosen)))["1-4"]))
+    return out
+
+
+def fmt(name: str, a: Sequence[float]) -> str:
+    return f"| {name} | {a[0]:.3f} | {a[1]:.3f} | {a[2]:.3f} | {a[3]:.3f} |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--sweep", action="store_true", help="also sweep alpha and depth")
     args = parser.parse_args()
-
     embedder = OnnxMiniLMEmbedder()
     convs = load(args.data, embedder)
-    depth = DEFAULT_PARAMS.candidate_depth
-    last_session = datetime.fromtimestamp(
-        max(f.origin_ms() for c in convs for f in c.features.values()) / 1000, tz=UTC
-    )
+    print(f"LoCoMo dev: {len(convs)} conversations; embedder {embedder.name}; categories 1-4\n")
+    print("| ranking | R@1 | R@5 | R@10 | MRR |\n|---|---|---|---|---|")
+    old = replace(DEFAULT_PARAMS, alpha=0.55)
+    off = {"neighbour_weight": 0.0, "subject_weight": 0.0, "period_weight": 0.0}
 
-    print(f"LoCoMo dev: {len(convs)} conversations, {sum(len(c.ids) for c in convs)} memories")
-    print(f"candidate depth {depth} per retriever; embedder {embedder.name}\n")
-    hdr = "| R@1   | R@5   | R@10  | MRR   "
-    print(f"| {'':<34} | cats 1-4{' ' * 22}| cat 5 (adversarial){' ' * 11}|")
-    print(f"| {'ranking':<34} {hdr}{hdr}|")
-    print("|---|---|---|---|---|---|---|---|---|")
+    def only(**on: float) -> Ranker:
+        return ranked_by(replace(old, **{**off, "episode": False, **on}))  # type: ignore[arg-type]
+
+    d = DEFAULT_PARAMS
     rows: list[tuple[str, Ranker]] = [
-        ("BM25 only (FTS5 porter)", lambda _c, b, _v: [m for m, _ in b]),
-        ("vector only (MiniLM cosine)", lambda _c, _b, v: [m for m, _ in v]),
-        ("naive RRF (k=60)", ranked_by(replace(DEFAULT_PARAMS, fusion="rrf"))),
-        ("default (convex a=0.55), now=today", ranked_by(DEFAULT_PARAMS)),
-        (
-            "default, now=last session + 1 day",
-            ranked_by(DEFAULT_PARAMS, now=last_session + timedelta(days=1)),
-        ),
+        ("BM25 only", bm25_only),
+        ("vector only", vector_only),
+        ("RRF k=60, no context", ranked_by(replace(d, fusion="rrf"), False)),
+        ("convex a=0.55, no context (previous default)", ranked_by(old, False)),
+        (f"+ neighbour {d.neighbour_weight}", only(neighbour_weight=d.neighbour_weight)),
+        ("+ episode", only(episode=True)),
+        (f"+ subject {d.subject_weight}", only(subject_weight=d.subject_weight)),
+        (f"+ period {d.period_weight}", only(period_weight=d.period_weight)),
+        ("+ neighbour + episode", only(neighbour_weight=d.neighbour_weight, episode=True)),
+        ("all four at a=0.55", ranked_by(replace(d, alpha=0.55))),
+        (f"default (a={d.alpha}, all four)", ranked_by(d)),
+        ("default without neighbour", ranked_by(replace(d, neighbour_weight=0))),
+        ("default without episode", ranked_by(replace(d, episode=False))),
+        ("default without subject", ranked_by(replace(d, subject_weight=0))),
+        ("default without period", ranked_by(replace(d, period_weight=0))),
+        ("default, depth 100", ranked_by(replace(d, candidate_depth=100))),
     ]
     for name, ranker in rows:
-        print(fmt(name, evaluate(convs, ranker, depth)))
-    if args.sweep:
-        print()
-        for d in (20, 50, 100):
-            for alpha in (0.4, 0.5, 0.55, 0.6, 0.7):
-                params = replace(DEFAULT_PARAMS, alpha=alpha, candidate_depth=d)
-                print(fmt(f"convex a={alpha} depth={d}", evaluate(convs, ranked_by(params), d)))
-    print()
-    lat = latency(convs, embedder)
-    print("per-query latency, ms (p50 / p95):")
-    for key in ("embed", "fts5", "vector", "rank"):
-        print(f"  {key:<7} {lat[f'{key}_p50']:.2f} / {lat[f'{key}_p95']:.2f}")
+        print(fmt(name, evaluate(convs, ranker)["1-4"]), flush=True)
+    print("\nleave-one-conversation-out (constants chosen on the other two):\n")
+    folds = loco(convs)
+    for sample_id, chosen, a in folds:
+        print(fmt(f"held out {sample_id}: {chosen}", a))
+    mean = np.mean([a for _, _, a in folds], axis=0).tolist()
+    print(fmt("mean of folds", mean))
+    chosen = choose(convs)
+    print(
+        fmt(
+            f"in-sample (chosen on all three): {chosen}",
+            evaluate(convs, ranked_by(params_of(chosen)))["1-4"],
+        )
+    )
 
 
 if __name__ == "__main__":

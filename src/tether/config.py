@@ -215,6 +215,13 @@ class Settings(BaseSettings):
     recall_half_life_days: float = Field(
         default=30.0, gt=0, description="Recency half-life for memory recall, in days."
     )
+    recall_params: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Overrides of recall ranking constants, a JSON object such as "
+            '{"alpha": 0.5, "neighbour_weight": 0} (for evaluation; see docs/memory.md).'
+        ),
+    )
     indexer_batch_size: int = Field(
         default=64, ge=1, description="Embedding jobs the indexer takes from the outbox at once."
     )

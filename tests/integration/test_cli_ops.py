@@ -483,9 +483,15 @@ def test_memory_commands_round_trip(url: str, tmp_path: Any) -> None:
     assert {"bm25", "vector", "recency", "importance"} <= set(found[0]["scores"])
     human = rows(ok(url, "memory", "search", "green tea", "--namespace", "ops/mem"))
     top = found[0]
+    context = [
+        *(f"{k}={top['scores'][k]:.3f}" for k in ("neighbour", "episode") if top["scores"][k]),
+        *(k for k in ("subject", "period") if top["scores"][k]),
+    ]
     assert human[0] == [
         f"{top['score']:.4f}",
-        *(f"{top['scores'][k]:.3f}" for k in ("bm25", "vector", "recency", "importance")),
+        *(f"{top['scores'][k]:.3f}" for k in ("bm25", "vector")),
+        *([", ".join(context)] if context else []),
+        *(f"{top['scores'][k]:.3f}" for k in ("recency", "importance")),
         made["id"],
         "ops/mem",
         "Ops likes green tea",

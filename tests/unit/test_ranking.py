@@ -111,7 +111,19 @@ def test_rank_breakdown_and_order() -> None:
     )
     assert results[0].memory_id in {"a", "b"}
     for r in results:
-        assert set(r.breakdown) == {"bm25", "vector", "fused", "recency", "importance", "final"}
+        assert set(r.breakdown) == {
+            "bm25",
+            "vector",
+            "fused",
+            "neighbour",
+            "episode",
+            "subject",
+            "period",
+            "relevance",
+            "recency",
+            "importance",
+            "final",
+        }
         assert r.score == r.breakdown["final"]
     scores = [r.score for r in results]
     assert scores == sorted(scores, reverse=True)

@@ -68,8 +68,8 @@ def search(
     api_key: ApiKeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Hybrid recall (keyword and meaning, fused, weighted by recency and importance):
-    each result with its score and the breakdown."""
+    """Hybrid recall (keyword and meaning, fused, with conversation context, weighted by
+    recency and importance): each result with its score and the features that moved it."""
     with connect(url, api_key) as client:
         results = client.recall(
             namespace if len(namespace) > 1 else namespace[0], query, limit=limit
@@ -77,18 +77,30 @@ def search(
     if as_json:
         print_json([{"memory": r.memory, "score": r.score, "scores": r.scores} for r in results])
         return
-    columns = ["score", "bm25", "vector", "recency", "importance", "id", "namespace", "text"]
+    columns = [
+        "score", "bm25", "vector", "context", "recency", "importance", "id", "namespace", "text",
+    ]  # fmt: skip
     rows = [
         [
             f"{r.score:.4f}",
-            *(_score(r.scores.get(k)) for k in ("bm25", "vector", "recency", "importance")),
+            *(_score(r.scores.get(k)) for k in ("bm25", "vector")),
+            context_of(r.scores),
+            *(_score(r.scores.get(k)) for k in ("recency", "importance")),
             r.memory.get("id", ""),
             r.memory.get("namespace", ""),
             _short(r.memory.get("text", "")),
         ]
         for r in results
     ]
-    output().out.print(table(columns, rows, right=columns[:5]))
+    output().out.print(table(columns, rows, right=[c for c in columns[:6] if c != "context"]))
+
+
+def context_of(scores: dict[str, Any]) -> str:
+    """The conversation-context features that moved a hybrid result (docs/memory.md):
+    ``neighbour=0.412, episode=0.620, subject, period``; empty when none did."""
+    parts = [f"{k}={float(scores[k]):.3f}" for k in ("neighbour", "episode") if scores.get(k)]
+    parts += [k for k in ("subject", "period") if scores.get(k)]
+    return ", ".join(parts)
 
 
 def _score(value: Any) -> str:

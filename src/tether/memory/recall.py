@@ -12,7 +12,8 @@
    pass or the matches are exhausted;
 3. then the vector candidates from :class:`~tether.memory.vectors.VectorIndex`, filtered
    the same way (only rows the keyword step did not read are read);
-   :func:`tether.memory.ranking.rank` over the union (convex fusion, recency,
+   :func:`tether.memory.ranking.rank` over the union (convex fusion; in ``hybrid`` mode
+   conversation context: neighbouring turns, episodes, subject and period match; recency,
    importance); the records of the returned results only (``Store.memories_by_pk``).
 
 If there is no query vector in time (the embedder is down, failing, hung or slower than
@@ -38,7 +39,7 @@ from tether.memory.embedders import Embedder, FloatMatrix
 from tether.memory.follower import IndexFollower
 from tether.memory.postings import KeywordIndex
 from tether.memory.query_embedder import QueryEmbedder, QueryVector
-from tether.memory.ranking import MemoryFeatures, RankingParams, rank
+from tether.memory.ranking import MemoryFeatures, Period, RankingParams, query_period, rank
 from tether.memory.vectors import VectorIndex
 from tether.store.base import RankingRow, Store
 
@@ -61,9 +62,10 @@ def _dt(ms: int | None) -> datetime | None:
 
 
 def _features(row: RankingRow) -> MemoryFeatures:
-    """A candidate's ranking inputs (epoch-ms timestamps, importance) from its row."""
+    """A candidate's ranking inputs (epoch-ms timestamps, importance, write order) from
+    its row."""
     return MemoryFeatures.from_ms(
-        row.created_at, row.occurred_at, row.last_accessed_at, row.importance
+        row.created_at, row.occurred_at, row.last_accessed_at, row.importance, row.pk
     )
 
 
@@ -186,7 +188,14 @@ class Recall:
             vector = await self._vector_candidates(tenant_id, f, query_vec, rows, depth, now)
             timings["vector"] = _ms_since(started)
         started = time.perf_counter()
-        results, pks = await self._rank(tenant_id, body.limit, keyword, vector, rows, now)
+        context = body.mode == "hybrid"
+        subject = (
+            self.keywords.leading(tenant_id, list(rows), stems) if context and stems else set()
+        )
+        period = query_period(body.query) if context else None
+        results, pks = await self._rank(
+            tenant_id, body.limit, keyword, vector, rows, now, subject, period, context
+        )
         timings["rank"] = _ms_since(started)
         miss = query.miss if query is not None else None
         return SearchOutcome(results, pks, miss is not None, timings, miss)
@@ -199,8 +208,13 @@ class Recall:
         vector: list[tuple[int, float]],
         rows: dict[int, RankingRow],
         now: int,
+        subject: set[int],
+        period: Period | None,
+        context: bool,
     ) -> tuple[list[SearchResult], list[int]]:
-        """Fuse and rank the candidates; read the records of the results only."""
+        """Fuse and rank the candidates (with conversation context: ``context``;
+        ``subject``: the candidates whose first term the query names; ``period``: the
+        months/years it names); read the records of the results only."""
         features = {str(pk): _features(rows[pk]) for pk in {pk for pk, _ in keyword + vector}}
         ranked = rank(
             [(str(pk), s) for pk, s in keyword],
@@ -209,6 +223,9 @@ class Recall:
             now=_dt(now) or datetime.now(UTC),
             params=self.params,
             limit=limit,
+            subject={str(pk) for pk in subject},
+            period=period,
+            context=context,
         )
         records = await self.store.memories_by_pk(tenant_id, [int(r.memory_id) for r in ranked])
         results = []

@@ -39,7 +39,7 @@ from tether.memory.follower import IndexFollower
 from tether.memory.indexer import Indexer
 from tether.memory.postings import KeywordIndex
 from tether.memory.query_embedder import OPEN_AFTER, QueryEmbedder, QueryVector
-from tether.memory.ranking import RankingParams
+from tether.memory.ranking import RankingParams, with_overrides
 from tether.memory.recall import Recall
 from tether.memory.vectors import VectorIndex
 from tether.services.context import RequestContext
@@ -507,7 +507,9 @@ def build_memory(store: Store, settings: Settings) -> tuple[MemoryService, Index
         retry_base_ms=settings.indexer_retry_base_ms,
         retry_max_ms=settings.indexer_retry_max_ms,
     )
-    params = RankingParams(half_life_days=settings.recall_half_life_days)
+    params = with_overrides(
+        RankingParams(half_life_days=settings.recall_half_life_days), settings.recall_params
+    )
     queries = QueryEmbedder(
         embedder,
         budget_ms=settings.embed_query_timeout_ms,

@@ -168,7 +168,9 @@ async def search(request: Request) -> Response:
     """Hybrid recall: ``{results: [{memory, score, scores}], degraded, mode, embedding_model}``.
 
     ``scores`` holds ``bm25``/``vector`` (normalised, 0 when not a candidate), ``fused``,
-    ``recency``, ``importance``, ``final``, and the raw ``bm25_raw``/``cosine``.
+    the conversation context (``neighbour``, ``episode``, ``subject``, ``period``; hybrid
+    mode only), ``relevance``, ``recency``, ``importance``, ``final``, and the raw
+    ``bm25_raw``/``cosine`` (docs/memory.md gives the formula).
     ``degraded: true`` means the embedder was down and the ranking is BM25 only.
 
     The ``Server-Timing`` header (W3C Server Timing) gives each stage's wall time in ms:

@@ -4,7 +4,10 @@
 import { api, pages } from "../api.js";
 import { clear, fmtCount, fmtScore, fmtTime, h, jsonBlock, notice } from "../dom.js";
 
-const SCORE_PARTS = ["bm25", "vector", "fused", "recency", "importance", "final"];
+const SCORE_PARTS = [
+  "bm25", "vector", "fused", "neighbour", "episode", "subject", "period", "relevance",
+  "recency", "importance", "final",
+];
 
 function scoreBreakdown(scores) {
   return h("div.scores", SCORE_PARTS.filter((k) => k in (scores || {})).map((k) => {
