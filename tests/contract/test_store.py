@@ -267,3 +267,36 @@ async def test_state_versions_record_each_patch_per_tenant(store: Store) -> None
     await store.delete_session("tenant-a", "s", now=30)
     await store.create_session("tenant-a", {"id": "s"}, now=40, correlation_id=None)
     assert await store.state_versions("tenant-a", "s", after=0, limit=10) == ([], None)
+
+
+async def test_namespaces_are_counted_per_tenant_in_code_point_order(store: Store) -> None:
+    def item(ns: str, text: str) -> MemoryIn:
+        return MemoryIn(namespace=ns, text=text)
+
+    made = await store.remember(
+        "tenant-a",
+        [item("b", "one"), item("a/1", "two"), item("a/1", "three"), item("a/2", "four")],
+        now=1,
+    )
+    await store.remember("tenant-a", [item("Z", "upper case sorts first")], now=1)
+    await store.remember("tenant-b", [item("a/1", "other tenant")], now=1)
+    await store.forget_memory("tenant-a", made[0].id, purge=False, now=2)  # "b" is now empty
+
+    async def listed(after: str | None = None, limit: int = 10, **f: object) -> tuple[object, ...]:
+        items, nxt = await store.memory_namespaces(
+            "tenant-a",
+            MemoryFilter(**f),
+            after=after,
+            limit=limit,
+            now=3,  # type: ignore[arg-type]
+        )
+        return [(n.namespace, n.count) for n in items], nxt
+
+    assert await listed() == ([("Z", 1), ("a/1", 2), ("a/2", 1)], None)
+    assert await listed(limit=2) == ([("Z", 1), ("a/1", 2)], "a/1")
+    assert await listed(after="a/1") == ([("a/2", 1)], None)
+    assert await listed(namespace_prefixes=("a/2",)) == ([("a/2", 1)], None)
+    items, _ = await store.memory_namespaces(
+        "tenant-c", MemoryFilter(), after=None, limit=10, now=3
+    )
+    assert items == []

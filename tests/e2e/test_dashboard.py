@@ -169,7 +169,10 @@ def test_memory_search_shows_results_with_scores(dash: TetherServer, page: Any) 
     )
     assert names == [
         k
-        for k in ("bm25", "vector", "fused", "recency", "importance", "final")
+        for k in (
+            *("bm25", "vector", "fused", "neighbour", "episode", "subject", "period"),
+            *("relevance", "recency", "importance", "final"),
+        )
         if k in expected["results"][0]["scores"]
     ]
     # A memory's history.

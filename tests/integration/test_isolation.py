@@ -78,6 +78,7 @@ MATRIX: dict[str, tuple[str, str]] = {
     "memory.changes": ("hidden", "hidden"),
     "memory.changes.stream": ("hidden", "hidden"),
     "memory.stats": ("hidden", "refused"),
+    "memory.namespaces": ("hidden", "hidden"),
     "memories.get": ("missing", "missing"),
     "memories.history": ("missing", "missing"),
     "memories.update": ("missing", "missing"),

@@ -555,3 +555,26 @@ def test_search_reports_stage_timings_in_server_timing(http: httpx.Client) -> No
         "keyword",
         "rank",
     }
+
+
+def test_namespaces_list_counts_and_pages(http: httpx.Client) -> None:
+    for ns, text in (("nslist/b", "b one"), ("nslist/a", "a one"), ("nslist/a", "a two")):
+        assert _remember(http, namespace=ns, text=text).status_code == 201
+    gone = _remember(http, namespace="nslist/c", text="soon forgotten").json()["data"]
+    assert http.delete(f"/v1/memories/{gone['memory']['id']}").status_code == 200
+    seen: list[tuple[str, int]] = []
+    after: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 1, **({"after": after} if after else {})}
+        r = http.get("/v1/memory/namespaces", params=params)
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        seen += [(i["namespace"], i["count"]) for i in data["items"]]
+        after = data["next_after"]
+        if after is None:
+            break
+    mine = [s for s in seen if s[0].startswith("nslist/")]
+    assert mine == [("nslist/a", 2), ("nslist/b", 1)]
+    assert seen == sorted(seen)
+    r = http.get("/v1/memory/namespaces", params={"limit": 0})
+    assert r.status_code == 422

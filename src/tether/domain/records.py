@@ -30,6 +30,7 @@ __all__ = [
     "MemoryChange",
     "MemoryStats",
     "ModelPrice",
+    "NamespaceCount",
     "OutboxJob",
     "Purged",
     "Remembered",
@@ -123,6 +124,14 @@ class StateDoc:
 
     state: dict[str, Any]
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceCount:
+    """A memory namespace and how many live (not forgotten, not expired) memories it holds."""
+
+    namespace: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True)

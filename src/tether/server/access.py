@@ -72,6 +72,7 @@ ACCESS: Final[dict[str, Scope | None]] = {
     "memory.changes": R,
     "memory.changes.stream": R,
     "memory.stats": R,
+    "memory.namespaces": R,
     "admin.outbox.list": A,
     "admin.outbox.replay": A,
     "admin.memory.reindex": A,

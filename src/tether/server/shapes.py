@@ -20,6 +20,7 @@ from tether.domain.records import (
     Memory,
     MemoryChange,
     ModelPrice,
+    NamespaceCount,
     OutboxJob,
     Remembered,
     Session,
@@ -71,6 +72,12 @@ class MemoryBatchResult:
 class MemoryPage:
     items: list[Memory]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NamespacePage:
+    items: list[NamespaceCount]
+    next_after: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from tether.domain.records import (
     ImportResult,
     Memory,
     MemoryChange,
+    NamespaceCount,
     OutboxJob,
     Purged,
     Remembered,
@@ -296,6 +297,15 @@ class MemoryService:
             limit=limit,
             now=now_ms(),
             max_bytes=self.max_page_bytes,
+        )
+
+    async def namespaces(
+        self, ctx: RequestContext, *, after: str | None, limit: int
+    ) -> tuple[list[NamespaceCount], str | None]:
+        """The namespaces holding live memories, with their counts, in code point order
+        (a namespace-limited key: only under its prefixes)."""
+        return await self.store.memory_namespaces(
+            ctx.tenant_id, _limited(ctx, MemoryFilter()), after=after, limit=limit, now=now_ms()
         )
 
     async def export(

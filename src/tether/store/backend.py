@@ -34,6 +34,7 @@ from tether.domain.records import (
     MemoryChange,
     MemoryStats,
     ModelPrice,
+    NamespaceCount,
     OutboxJob,
     Purged,
     Remembered,
@@ -410,6 +411,15 @@ class BackendStore(Store):
                 limit=limit,
                 now=now,
                 max_bytes=max_bytes,
+            )
+        )
+
+    async def memory_namespaces(
+        self, tenant_id: str, f: MemoryFilter, *, after: str | None, limit: int, now: int
+    ) -> tuple[list[NamespaceCount], str | None]:
+        return await self.read(
+            lambda c: ms.namespaces(
+                self.sql.memories, c, tenant_id, f, after=after, limit=limit, now=now
             )
         )
 

@@ -50,6 +50,7 @@ from tether.domain.records import (
     MemoryChange,
     MemoryStats,
     ModelPrice,
+    NamespaceCount,
     OutboxJob,
     Purged,
     Remembered,
@@ -442,6 +443,14 @@ class Store(abc.ABC):
         max_bytes: int,
     ) -> tuple[list[Memory], str | None]:
         """Memories newest first, filtered, paged; ``(items, next_cursor or None)``."""
+
+    @abc.abstractmethod
+    async def memory_namespaces(
+        self, tenant_id: str, f: MemoryFilter, *, after: str | None, limit: int, now: int
+    ) -> tuple[list[NamespaceCount], str | None]:
+        """Namespaces with live memories ``f`` matches (its ``namespace_prefixes`` limit
+        them), with counts, in code point order after ``after``; ``(items, next after or
+        None)``."""
 
     @abc.abstractmethod
     async def export_memories(

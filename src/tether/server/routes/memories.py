@@ -43,6 +43,7 @@ from tether.server.shapes import (
     MemoryCreated,
     MemoryPage,
     MemoryStatsOut,
+    NamespacePage,
     enveloped,
     returns,
     with_errors,
@@ -354,6 +355,23 @@ async def changes(
     ``next_after`` is the cursor for the next call."""
     items, nxt = await svc.memory.changes(ctx, after=after, limit=limit)
     return ok(request, ChangePage(items, nxt))
+
+
+@router.get(
+    "/v1/memory/namespaces", operation_id="memory.namespaces", responses=returns(NamespacePage)
+)
+async def namespaces(
+    request: Request,
+    svc: ServicesDep,
+    ctx: ContextDep,
+    after: Annotated[Namespace | None, Query(description="Namespaces after this one.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """The namespaces holding live memories (not forgotten, not expired) with their
+    ``count``, in code point order; ``next_after`` continues. A key limited to namespace
+    prefixes sees only those under them."""
+    items, nxt = await svc.memory.namespaces(ctx, after=after, limit=limit)
+    return ok(request, NamespacePage(items, nxt))
 
 
 @router.get("/v1/memory/stats", operation_id="memory.stats", responses=returns(MemoryStatsOut))

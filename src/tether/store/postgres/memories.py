@@ -230,6 +230,18 @@ def page_rows(
     )
 
 
+def namespace_rows(
+    conn: Conn, where: str, params: list[Any], *, after: str | None, limit: int
+) -> Iterable[tuple[str, int]]:
+    cursor = "" if after is None else ' AND m.namespace COLLATE "C" > %s'
+    rows = conn.execute(
+        f"SELECT m.namespace, count(*) FROM memories m WHERE {where}{cursor} "
+        'GROUP BY m.namespace ORDER BY m.namespace COLLATE "C" LIMIT %s',
+        (*params, *([] if after is None else [after]), limit),
+    )
+    return [(r[0], int(r[1])) for r in rows]
+
+
 def current_vectors(
     conn: Conn, model: str, first_pk: int, last_pk: int
 ) -> Iterable[tuple[int, int, bytes]]:

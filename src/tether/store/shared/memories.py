@@ -24,6 +24,7 @@ from tether.domain.records import (
     Memory,
     MemoryChange,
     MemoryStats,
+    NamespaceCount,
     Purged,
     Remembered,
 )
@@ -110,6 +111,12 @@ class MemorySql(Protocol):
     ) -> Iterable[Row]:
         """``MEMORY_COLUMNS`` of ``memories m WHERE <where>`` by pk (``order``: ``ASC``
         or ``DESC``), at most ``limit``."""
+
+    def namespace_rows(
+        self, conn: Any, where: str, params: list[Any], *, after: str | None, limit: int
+    ) -> Iterable[tuple[str, int]]:
+        """``(namespace, live memories)`` of ``memories m WHERE <where>``, namespaces in
+        byte order after ``after``, at most ``limit``."""
 
     def placeholder(self) -> str:
         """The parameter marker of the backend's driver (``?`` or ``%s``)."""
@@ -453,6 +460,24 @@ def browse(
         max_bytes=max_bytes,
     )
     return [memory_record(r) for r in rows], (str(rows[-1]["pk"]) if more and rows else None)
+
+
+def namespaces(
+    q: MemorySql,
+    conn: Any,
+    tenant_id: str,
+    f: MemoryFilter,
+    *,
+    after: str | None,
+    limit: int,
+    now: int,
+) -> tuple[list[NamespaceCount], str | None]:
+    """The tenant's namespaces holding memories ``f`` matches, with their counts, in byte
+    (code point) order; ``(items, next after or None)``."""
+    where, params = q.filter_sql(f, tenant_id, now)
+    rows = list(q.namespace_rows(conn, where, params, after=after, limit=limit + 1))
+    items = [NamespaceCount(namespace=ns, count=int(n)) for ns, n in rows[:limit]]
+    return items, (items[-1].namespace if len(rows) > limit else None)
 
 
 def export_page(

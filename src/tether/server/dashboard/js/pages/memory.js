@@ -47,7 +47,7 @@ export function mount(main, route) {
     stats.textContent = `${fmtCount(s.count)} memories · ${fmtCount(s.indexed)} indexed · backlog ${fmtCount(s.index_backlog)} · ${s.embedding_model || "no embedder"}`;
   }, () => {});
 
-  // Namespaces: those of the newest 2,000 memories (there is no namespace list endpoint).
+  // Namespaces with their live memory counts (GET /v1/memory/namespaces, code point order).
   const seen = new Map();
   const showNamespaces = () => {
     clear(nsList);
@@ -56,10 +56,10 @@ export function mount(main, route) {
       nsList.append(h("li", h("button.link", { type: "button", onclick: () => browse(ns) }, ns), h("span.muted.small", ` ${n}`)));
     }
   };
-  pages("/v1/memories", { limit: 500 }, {
-    cursorParam: "cursor", nextKey: "next_cursor", maxPages: 4,
+  pages("/v1/memory/namespaces", { limit: 1000 }, {
+    cursorParam: "after", nextKey: "next_after", maxPages: 10,
     onPage: (items) => {
-      for (const m of items) seen.set(m.namespace, (seen.get(m.namespace) || 0) + 1);
+      for (const n of items) seen.set(n.namespace, n.count);
       showNamespaces();
     },
   }).catch(() => {});
