@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tether.domain.filters import MemoryFilter
+from tether.domain.filters import MemoryFilter, SessionFilter
 from tether.domain.memories import MemoryIn
 from tether.domain.time import iso
 from tether.errors import NotFound
@@ -300,3 +300,33 @@ async def test_namespaces_are_counted_per_tenant_in_code_point_order(store: Stor
         "tenant-c", MemoryFilter(), after=None, limit=10, now=3
     )
     assert items == []
+
+
+async def test_session_words_match_id_title_agent_or_user_case_insensitively(
+    store: Store,
+) -> None:
+    rows = (
+        {"id": "s-1", "title": "Refund for Order 42", "agent": "billing", "user_id": "alice"},
+        {"id": "s-2", "title": "Weather in Paris", "agent": "weather-bot", "user_id": "bob"},
+        {"id": "s-3", "title": "100% off_sale", "agent": "billing", "user_id": "carol"},
+    )
+    for row in rows:
+        await store.create_session("tenant-a", row, now=1, correlation_id=None)
+    await store.create_session(
+        "tenant-b", {"id": "s-9", "title": "refund"}, now=1, correlation_id=None
+    )
+
+    async def ids(*words: str) -> list[str]:
+        items, _ = await store.list_sessions(
+            "tenant-a", SessionFilter(words=words), cursor=None, limit=10, max_bytes=1 << 20
+        )
+        return [s.id for s in items]
+
+    assert await ids("REFUND") == ["s-1"]
+    assert await ids("billing") == ["s-3", "s-1"]
+    assert await ids("billing", "alice") == ["s-1"]
+    assert await ids("s-2") == ["s-2"]
+    assert await ids("100%") == ["s-3"]  # LIKE wildcards are matched literally
+    assert await ids("f_s") == ["s-3"]
+    assert await ids("%") == ["s-3"]
+    assert await ids("o_d") == []  # "_" is not "any character"

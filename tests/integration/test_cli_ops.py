@@ -126,6 +126,8 @@ def test_sessions_list_exact_json_and_table(url: str) -> None:
     assert [s["id"] for s in failed] == ["ops-2"]
     newest = json.loads(ok(url, "sessions", "list", "--agent", "ops-bot", "--limit", "2", "--json"))
     assert [s["id"] for s in newest] == ["ops-3", "ops-2"]
+    searched = json.loads(ok(url, "sessions", "list", "--search", "OPS-BOT 2", "--json"))
+    assert [s["id"] for s in searched] == ["ops-2"]  # both words, any case, in id/agent
     later = ok(url, "sessions", "list", "--agent", "ops-bot", "--since", "2099-01-01T00:00:00Z")
     assert rows(later) == []
     assert later.splitlines()[-1] == "0 sessions"

@@ -64,6 +64,10 @@ def list_sessions(
     parent: Annotated[str | None, typer.Option(help="Only children of this session.")] = None,
     since: SinceOption = None,
     until: UntilOption = None,
+    search: Annotated[
+        str | None,
+        typer.Option(help="Words that must each occur in the id, title, agent or user (any case)."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many (newest first).")] = 50,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
@@ -83,6 +87,7 @@ def list_sessions(
                 parent_id=parent,
                 since=since,
                 until=until,
+                q=search,
                 cursor=cursor,
                 limit=min(limit - len(rows), 500),
             )

@@ -12,7 +12,8 @@ __all__ = ["MemoryFilter", "SessionFilter"]
 @dataclass(slots=True)
 class SessionFilter:
     """``GET /v1/sessions`` filters (all optional; ANDed). ``since_ms``/``until_ms`` bound
-    ``created_at`` in ms since the epoch (``until`` exclusive)."""
+    ``created_at`` in ms since the epoch (``until`` exclusive). ``words``: each must occur,
+    case-insensitively, in the session's id, title, agent or user id."""
 
     status: str | None = None
     agent: str | None = None
@@ -21,6 +22,7 @@ class SessionFilter:
     parent_id: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
+    words: Sequence[str] = ()
 
 
 @dataclass(slots=True)

@@ -117,3 +117,10 @@ def take_page(rows: Iterable[R], *, limit: int, max_bytes: int) -> tuple[list[R]
         page.append(row)
         total += size
     return page, False
+
+
+def like_pattern(word: str) -> str:
+    """A ``LIKE ... ESCAPE '\\'`` pattern (SQLite and PostgreSQL) matching ``word``,
+    lower-cased, anywhere in a lower-cased text."""
+    escaped = word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

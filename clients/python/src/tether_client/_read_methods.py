@@ -63,6 +63,7 @@ class SyncReads:
         parent_id: str | None = None,
         since: When | None = None,
         until: When | None = None,
+        q: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[Item]:
@@ -73,6 +74,8 @@ class SyncReads:
             agent, user_id, tag, parent_id: Exact matches (``tag``: carries it).
             since, until: Bounds on ``created_at`` (``until`` exclusive): a datetime,
                 an RFC 3339 string, or a ``timedelta`` before now.
+            q: Words (up to 10) that must each occur, in any case, in the session's id,
+                title, agent or user id.
             cursor: The previous page's ``next_cursor``.
             limit: 1-500.
 
@@ -94,6 +97,7 @@ class SyncReads:
                 parent_id=parent_id,
                 since=since,
                 until=until,
+                q=q,
                 cursor=cursor,
                 limit=limit,
             )

@@ -69,6 +69,7 @@ class SessionFilters(TypedDict, total=False):
     parent_id: str | None
     since: When | None
     until: When | None
+    q: str | None
 
 
 class EventFilters(TypedDict, total=False):
@@ -162,6 +163,7 @@ def list_sessions(
     parent_id: str | None = None,
     since: When | None = None,
     until: When | None = None,
+    q: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> Call[Page[dict[str, Any]]]:
@@ -174,6 +176,7 @@ def list_sessions(
         parent_id=parent_id,
         since=when(since),
         until=when(until),
+        q=q,
         cursor=cursor,
         limit=limit,
     )

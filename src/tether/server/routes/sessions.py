@@ -88,6 +88,13 @@ async def list_sessions(
     parent_id: Annotated[ClientId | None, Query(description="Children of this session.")] = None,
     since: Annotated[Timestamp | None, Query(description="created_at >= (RFC 3339).")] = None,
     until: Annotated[Timestamp | None, Query(description="created_at < (RFC 3339).")] = None,
+    q: Annotated[
+        ShortText | None,
+        Query(
+            description="Words (up to 10) that must each occur, case-insensitively, in the "
+            "session's id, title, agent or user id."
+        ),
+    ] = None,
     cursor: CursorQ = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
@@ -100,6 +107,7 @@ async def list_sessions(
         parent_id=parent_id,
         since_ms=to_ms(since),
         until_ms=to_ms(until),
+        words=(q or "").split()[:10],
     )
     items, nxt = await svc.sessions.list(ctx, f, cursor=parse_cursor(cursor), limit=limit)
     return ok(request, SessionPage(items, nxt))

@@ -14,8 +14,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tether.domain.filters import SessionFilter
+from tether.store.common import like_pattern
 from tether.store.postgres.engine import Conn, one
 from tether.store.rows import SESSION_COLUMNS, Row
+
+#: A session's searchable text (``SessionFilter.words``), lower-cased.
+_TEXT = (
+    "lower(id || ' ' || coalesce(title, '') || ' ' || coalesce(agent, '') || ' ' "
+    "|| coalesce(user_id, ''))"
+)
 
 
 def _lock(lock: bool) -> str:
@@ -133,6 +140,9 @@ def list_rows(
     if f.tag is not None:
         sql += " AND tags::jsonb @> jsonb_build_array(%s::text)"
         params.append(f.tag)
+    for word in f.words:  # each in the id, title, agent or user id (case-insensitive)
+        sql += f" AND {_TEXT} LIKE %s ESCAPE '\\'"
+        params.append(like_pattern(word))
     if f.since_ms is not None:
         sql += " AND created_at >= %s"
         params.append(f.since_ms)

@@ -14,7 +14,7 @@ from typing import Any
 
 from tether.domain.changes import MEMORY_TOPIC, Change
 from tether.domain.filters import MemoryFilter
-from tether.store.common import emit
+from tether.store.common import emit, like_pattern
 from tether.store.rows import MEMORY_COLUMNS, Row
 from tether.store.shared.memories import PUBLIC_OPS
 
@@ -71,9 +71,8 @@ def filter_sql(f: MemoryFilter, tenant_id: str, now: int) -> tuple[str, list[Any
         clauses.append("m.source_session_id=?")
         params.append(f.session)
     if f.q:
-        escaped = f.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         clauses.append("lower(m.text) LIKE ? ESCAPE '\\'")
-        params.append(f"%{escaped}%")
+        params.append(like_pattern(f.q))
     if not f.include_deleted:
         clauses.append("m.deleted_at IS NULL")
     if not f.include_expired:

@@ -13,7 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tether.domain.filters import SessionFilter
+from tether.store.common import like_pattern
 from tether.store.rows import SESSION_COLUMNS, Row
+
+#: A session's searchable text (``SessionFilter.words``), lower-cased.
+_TEXT = (
+    "lower(id || ' ' || coalesce(title, '') || ' ' || coalesce(agent, '') || ' ' "
+    "|| coalesce(user_id, ''))"
+)
 
 Conn = sqlite3.Connection
 
@@ -123,6 +130,9 @@ def list_rows(
     if f.tag is not None:
         sql += " AND EXISTS (SELECT 1 FROM json_each(sessions.tags) WHERE value=?)"
         params.append(f.tag)
+    for word in f.words:  # each in the id, title, agent or user id (case-insensitive)
+        sql += f" AND {_TEXT} LIKE ? ESCAPE '\\'"
+        params.append(like_pattern(word))
     if f.since_ms is not None:
         sql += " AND created_at>=?"
         params.append(f.since_ms)

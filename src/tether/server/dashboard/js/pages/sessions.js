@@ -20,12 +20,14 @@ function matches(s, f, q) {
   if (f.user_id && s.user_id !== f.user_id) return false;
   if (f.tag && !(s.tags || []).includes(f.tag)) return false;
   if (!q) return true;
-  const hay = [s.id, s.title, s.agent, s.user_id, s.phase, ...(s.tags || [])].join(" ").toLowerCase();
+  // The server's rule for ?q= (live updates are matched here the same way).
+  const hay = [s.id, s.title, s.agent, s.user_id].join(" ").toLowerCase();
   return q.split(/\s+/).every((w) => hay.includes(w));
 }
 
 export function mount(main) {
-  const filters = { status: "", agent: "", user_id: "", tag: "" };
+  // q: words the server matches in id, title, agent or user (GET /v1/sessions?q=).
+  const filters = { status: "", agent: "", user_id: "", tag: "", q: "" };
   let query = "";
   let all = []; // loaded sessions, newest first
   let cursor = null;
@@ -33,7 +35,7 @@ export function mount(main) {
   let done = false;
   let gen = 0;
 
-  const search = h("input", { type: "search", placeholder: "Search loaded sessions (/)", "aria-label": "Search sessions", "data-search": true });
+  const search = h("input", { type: "search", placeholder: "Search sessions (/)", "aria-label": "Search sessions", "data-search": true });
   const status = h("select", { "aria-label": "Status" },
     ["", "active", "completed", "failed", "abandoned"].map((v) => h("option", { value: v }, v || "any status")));
   const agent = h("input", { type: "text", placeholder: "agent", "aria-label": "Agent" });
@@ -79,7 +81,7 @@ export function mount(main) {
     const q = query.trim().toLowerCase();
     const rows = q ? all.filter((s) => matches(s, filters, q)) : all;
     list.setItems(rows);
-    info.textContent = `${fmtCount(rows.length)} shown${q ? ` of ${fmtCount(all.length)} loaded` : ""}${done ? "" : " · more on scroll"}`;
+    info.textContent = `${fmtCount(rows.length)} shown${done ? "" : " · more on scroll"}`;
   };
 
   async function loadMore() {
@@ -128,8 +130,9 @@ export function mount(main) {
   [status, agent, user, tag].forEach((el) => el.addEventListener("input", refilter));
   search.addEventListener("input", debounce(() => {
     query = search.value;
-    show();
-  }, 120));
+    filters.q = query.trim();
+    reload();
+  }, 250));
 
   // Live: created sessions go on top, updates replace in place, deletions leave.
   const since = Date.now() - 1000;
