@@ -67,7 +67,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -104,18 +104,7 @@ BreakdownKey = Literal[
 
 _MS_PER_DAY: Final = 86_400_000.0
 # The breakdown entries before "final", in the order rank() computes them.
-_PARTS: Final = (
-    "bm25",
-    "vector",
-    "fused",
-    "neighbour",
-    "episode",
-    "subject",
-    "period",
-    "relevance",
-    "recency",
-    "importance",
-)
+_PARTS: Final[tuple[str, ...]] = get_args(BreakdownKey)[:-1]
 #: Largest gap between consecutive event times (ms) inside one episode: 30 minutes.
 EPISODE_GAP_MS: Final = 30 * 60_000.0
 #: Default importance of a memory that has none (neutral: factor 1).
